@@ -44,8 +44,8 @@ lint-python:
 
 check: setup $(CHECK_TARGETS) ## validate every config file (rules, routing, dashboards, playbooks)
 
-bench: setup ## benchmarks that print figures (not part of make test)
-	$(PY) bench/run.py
+bench: setup ## benchmarks that print figures (not part of make test): bench/bench_*.py
+	@set -e; for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
 clean: ## remove build, cache and report files
 	rm -rf build dist *.egg-info reports .pytest_cache .ruff_cache .hypothesis
