@@ -1,0 +1,114 @@
+"""Account rules: registration, login with lockout, password change, deactivation."""
+import math
+from datetime import timedelta
+
+from flask import current_app
+from peewee import IntegrityError
+
+from api import events
+from api.db import database
+from api.models import LoginFailure, User, utcnow
+from api.passwords import burn_verification_time, hash_password, needs_rehash, verify_password
+from api.sessions import revoke_user_sessions, start_session
+
+
+class EmailTaken(Exception):
+    """Another account already uses this email."""
+
+
+class InvalidCredentials(Exception):
+    """Unknown email, wrong password or deactivated account (one answer for all)."""
+
+
+class LockedOut(Exception):
+    """Too many recent failures; ``retry_after`` seconds until the window passes."""
+
+    def __init__(self, retry_after):
+        super().__init__(f"locked for {retry_after}s")
+        self.retry_after = retry_after
+
+
+def register_user(email, password):
+    """Create an account; raises EmailTaken."""
+    password_hash = hash_password(password)
+    try:
+        with database.atomic():
+            return User.create(email=email, password_hash=password_hash)
+    except IntegrityError as e:
+        raise EmailTaken(email) from e
+
+
+def _notify(event, user_id=None):
+    events.auth_event.send(current_app._get_current_object(), event=event,
+                           user_id=str(user_id) if user_id else None)
+
+
+def lockout_retry_after(user):
+    """Seconds until ``user`` may try again, or 0 when not locked out.
+
+    Locked while at least LOCKOUT_THRESHOLD failures fall inside the last
+    LOCKOUT_WINDOW_SECONDS; the lock lifts when the oldest of them leaves the window.
+    """
+    threshold = int(current_app.config["LOCKOUT_THRESHOLD"])
+    window = timedelta(seconds=int(current_app.config["LOCKOUT_WINDOW_SECONDS"]))
+    now = utcnow()
+    recent = (LoginFailure.select(LoginFailure.at)
+              .where((LoginFailure.user == user.id) & (LoginFailure.at > now - window))
+              .order_by(LoginFailure.at.desc()).limit(threshold))
+    times = [row.at for row in recent]
+    if len(times) < threshold:
+        return 0
+    return max(1, math.ceil((times[-1] + window - now).total_seconds()))
+
+
+def authenticate(email, password):
+    """Check credentials and start a session; returns the token pair.
+
+    Raises LockedOut (even for the right password) or InvalidCredentials.
+    """
+    user = User.get_or_none(User.email == email)
+    if user is None:
+        burn_verification_time()
+        _notify("login_failure")
+        raise InvalidCredentials()
+    retry_after = lockout_retry_after(user)
+    if retry_after:
+        _notify("lockout", user.id)
+        raise LockedOut(retry_after)
+    if not verify_password(user.password_hash, password) or not user.is_active:
+        _record_failure(user)
+        _notify("login_failure", user.id)
+        raise InvalidCredentials()
+    if needs_rehash(user.password_hash):
+        User.update(password_hash=hash_password(password)).where(User.id == user.id).execute()
+    LoginFailure.delete().where(LoginFailure.user == user.id).execute()
+    tokens = start_session(user)
+    _notify("login_success", user.id)
+    return tokens
+
+
+def _record_failure(user):
+    window = timedelta(seconds=int(current_app.config["LOCKOUT_WINDOW_SECONDS"]))
+    now = utcnow()
+    with database.atomic():
+        # Old rows say nothing about the current window; prune as we go.
+        LoginFailure.delete().where(
+            (LoginFailure.user == user.id) & (LoginFailure.at <= now - window)).execute()
+        LoginFailure.create(user=user.id, at=now)
+
+
+def change_password(user, current_password, new_password, session_id):
+    """Set a new password and revoke every session except the caller's; False if wrong."""
+    if not verify_password(user.password_hash, current_password):
+        return False
+    with database.atomic():
+        User.update(password_hash=hash_password(new_password)).where(User.id == user.id).execute()
+        revoke_user_sessions(user.id, reason="password_changed", keep=session_id)
+    return True
+
+
+def deactivate_user(user_id):
+    """Switch an account off: it cannot log in and its live tokens stop working."""
+    with database.atomic():
+        User.update(is_active=False).where(User.id == user_id).execute()
+        revoke_user_sessions(user_id, reason="deactivated")

@@ -1,0 +1,84 @@
+"""The auth blueprint: register, login, refresh (rotation), logout, logout-all."""
+from flask import current_app
+from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
+from flask_smorest import Blueprint
+
+from api import events
+from api.accounts import (
+    EmailTaken,
+    InvalidCredentials,
+    LockedOut,
+    authenticate,
+    register_user,
+)
+from api.errors import problem
+from api.schemas import LoginSchema, RegisteredSchema, RegisterSchema, TokenPairSchema
+from api.sessions import SessionRejected, revoke_family, revoke_user_sessions, rotate
+
+bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Accounts and tokens")
+BEARER = [{"bearer": []}]
+
+
+@bp.post("/register")
+@bp.arguments(RegisterSchema)
+@bp.response(201, RegisteredSchema)
+@bp.alt_response(409, response="CONFLICT")
+def register(data):
+    """Create an account."""
+    try:
+        return register_user(data["email"], data["password"])
+    except EmailTaken:
+        return problem(409, detail="An account with this email already exists.")
+
+
+@bp.post("/login")
+@bp.arguments(LoginSchema)
+@bp.response(200, TokenPairSchema)
+@bp.alt_response(401, response="UNAUTHORIZED")
+@bp.alt_response(429, response="TOO_MANY_REQUESTS")
+def login(data):
+    """Exchange email and password for an access and a refresh token."""
+    try:
+        return authenticate(data["email"].strip().lower(), data["password"])
+    except LockedOut as e:
+        return problem(429, detail="Too many failed logins; try again later.",
+                       headers={"Retry-After": str(e.retry_after)})
+    except InvalidCredentials:
+        return problem(401, detail="Email or password is incorrect.")
+
+
+@bp.post("/refresh")
+@bp.doc(security=BEARER, description="Present the refresh token as the bearer token.")
+@bp.response(200, TokenPairSchema)
+@bp.alt_response(401, response="UNAUTHORIZED")
+@jwt_required(refresh=True)
+def refresh():
+    """Spend a refresh token for a new token pair; a reused one revokes the session."""
+    try:
+        return rotate(get_jwt())
+    except SessionRejected as e:
+        return problem(401, detail=str(e))
+
+
+@bp.post("/logout")
+@bp.doc(security=BEARER)
+@bp.response(204)
+@bp.alt_response(401, response="UNAUTHORIZED")
+@jwt_required()
+def logout():
+    """Revoke this session: its access and refresh tokens stop working."""
+    revoke_family(get_jwt()["sid"], reason="logout")
+    events.auth_event.send(current_app._get_current_object(), event="logout",
+                           user_id=get_jwt_identity())
+
+
+@bp.post("/logout-all")
+@bp.doc(security=BEARER)
+@bp.response(204)
+@bp.alt_response(401, response="UNAUTHORIZED")
+@jwt_required()
+def logout_all():
+    """Revoke every session of the caller."""
+    revoke_user_sessions(get_jwt_identity(), reason="logout_all")
+    events.auth_event.send(current_app._get_current_object(), event="logout",
+                           user_id=get_jwt_identity())

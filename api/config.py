@@ -1,0 +1,97 @@
+"""Every setting Vigil reads, with its default, loaded from ``VIGIL_*`` environment variables."""
+import os
+import secrets
+from datetime import timedelta
+
+#: Defaults for every setting. ``VIGIL_<NAME>`` in the environment overrides ``<NAME>``
+#: (values are parsed as JSON when they can be, so ``VIGIL_LOCKOUT_THRESHOLD=5`` is an int).
+DEFAULTS = {
+    "ENV": "development",
+    "DATABASE_URL": None,  # None: SQLite file vigil.sqlite3 in the instance folder
+    "DB_POOL_MAX": 20,
+    "DB_POOL_STALE_SECONDS": 300,
+    "DB_POOL_WAIT_SECONDS": 5,
+    "JWT_SECRET_KEY": None,
+    "ACCESS_TOKEN_TTL_SECONDS": 30 * 60,
+    "REFRESH_TOKEN_TTL_SECONDS": 7 * 24 * 3600,
+    "LOCKOUT_THRESHOLD": 10,
+    "LOCKOUT_WINDOW_SECONDS": 15 * 60,
+    # argon2id; argon2-cffi's RFC 9106 "low memory" profile, above OWASP's minimum
+    "ARGON2_TIME_COST": 3,
+    "ARGON2_MEMORY_KIB": 65536,
+    "ARGON2_PARALLELISM": 4,
+    "MAX_BODY_BYTES": 1024 * 1024,
+}
+
+#: OWASP Password Storage Cheat Sheet minimum for argon2id: m=19 MiB, t=2, p=1.
+OWASP_ARGON2_MIN = {"ARGON2_MEMORY_KIB": 19456, "ARGON2_TIME_COST": 2, "ARGON2_PARALLELISM": 1}
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unsafe or invalid, so the app refuses to start."""
+
+
+def load_config(app, overrides=None):
+    """Fill ``app.config`` from defaults, then ``VIGIL_*`` variables, then ``overrides``."""
+    app.config.update(DEFAULTS)
+    app.config.from_prefixed_env("VIGIL")
+    if overrides:
+        app.config.update(overrides)
+    cfg = app.config
+    if cfg["ENV"] not in ("development", "production"):
+        raise ConfigError(f"VIGIL_ENV must be development or production, not {cfg['ENV']!r}")
+    production = cfg["ENV"] == "production"
+    if cfg["JWT_SECRET_KEY"] is not None:
+        # from_prefixed_env parses JSON, so an all-digit key would arrive as an int
+        cfg["JWT_SECRET_KEY"] = str(cfg["JWT_SECRET_KEY"])
+    if not cfg["JWT_SECRET_KEY"]:
+        if production:
+            raise ConfigError("VIGIL_JWT_SECRET_KEY is required when VIGIL_ENV=production")
+        cfg["JWT_SECRET_KEY"] = _development_secret(app.instance_path)
+    if production:
+        weak = [k for k, floor in OWASP_ARGON2_MIN.items() if int(cfg[k]) < floor]
+        if weak:
+            raise ConfigError(f"argon2 settings below OWASP's minimum in production: {weak}")
+    if cfg["DATABASE_URL"] is None:
+        cfg["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "vigil.sqlite3")
+    cfg["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(seconds=int(cfg["ACCESS_TOKEN_TTL_SECONDS"]))
+    cfg["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(seconds=int(cfg["REFRESH_TOKEN_TTL_SECONDS"]))
+    cfg["JWT_TOKEN_LOCATION"] = ["headers"]
+    cfg["JWT_ALGORITHM"] = "HS256"
+    cfg["JWT_DECODE_ALGORITHMS"] = ["HS256"]
+    cfg["MAX_CONTENT_LENGTH"] = int(cfg["MAX_BODY_BYTES"])
+    cfg["SECRET_KEY"] = cfg["JWT_SECRET_KEY"]
+    cfg["API_TITLE"] = "Vigil API"
+    cfg["API_VERSION"] = "v1"
+    cfg["OPENAPI_VERSION"] = "3.0.3"
+    cfg["OPENAPI_URL_PREFIX"] = "/api/v1"
+    cfg["OPENAPI_JSON_PATH"] = "openapi.json"
+    cfg["OPENAPI_SWAGGER_UI_PATH"] = "docs"
+    cfg["OPENAPI_SWAGGER_UI_URL"] = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+    return cfg
+
+
+def _development_secret(instance_path):
+    """A random key kept in the instance folder, so every worker and restart shares it."""
+    path = os.path.join(instance_path, "jwt-secret")
+    os.makedirs(instance_path, exist_ok=True)
+    try:
+        with open(path) as f:
+            key = f.read().strip()
+        if key:
+            return key
+    except FileNotFoundError:
+        pass
+    # Write then link: a concurrent worker either wins the link or reads the winner's key.
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(48))
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    with open(path) as f:
+        return f.read().strip()

@@ -1,0 +1,123 @@
+"""The content blueprint: CRUD with ETags and owner-only changes."""
+from flask import Response, request
+from flask_jwt_extended import get_jwt_identity, jwt_required
+from flask_smorest import Blueprint
+
+from api.content_store import (
+    EditConflict,
+    NotOwner,
+    create_item,
+    delete_item,
+    etag_of,
+    find_visible,
+    list_visible,
+    update_item,
+)
+from api.errors import problem, validation_problem
+from api.models import Content
+from api.pagination import BadCursor, keyset_page
+from api.schemas import (
+    ContentCreateSchema,
+    ContentPageSchema,
+    ContentPatchSchema,
+    ContentQuerySchema,
+    ContentSchema,
+)
+
+bp = Blueprint("content", __name__, url_prefix="/api/v1/content", description="Content items")
+BEARER = [{"bearer": []}]
+ETAG_HEADER = {"ETag": {"description": "strong validator of this representation",
+                        "schema": {"type": "string"}}}
+
+
+def _with_etag(item, status=200, location=False):
+    headers = {"ETag": f'"{etag_of(item)}"'}
+    if location:
+        headers["Location"] = f"/api/v1/content/{item.id}"
+    return item, status, headers
+
+
+@bp.get("")
+@bp.doc(security=BEARER)
+@bp.arguments(ContentQuerySchema, location="query", as_kwargs=True)
+@bp.response(200, ContentPageSchema)
+@bp.alt_response(401, response="UNAUTHORIZED")
+@jwt_required()
+def list_content(limit, cursor=None, owner=None, published=None, q=None):
+    """Published items of everyone plus the caller's drafts, newest first."""
+    query = list_visible(get_jwt_identity(), owner=owner, published=published, q=q)
+    try:
+        items, next_cursor = keyset_page(query, Content, limit, cursor)
+    except BadCursor:
+        return validation_problem([{"field": "cursor",
+                                    "message": "Not a cursor issued by this API."}])
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@bp.post("")
+@bp.doc(security=BEARER)
+@bp.arguments(ContentCreateSchema)
+@bp.response(201, ContentSchema, headers={**ETAG_HEADER, "Location": {
+    "description": "URL of the new item", "schema": {"type": "string"}}})
+@bp.alt_response(401, response="UNAUTHORIZED")
+@jwt_required()
+def create(data):
+    """Create an item owned by the caller."""
+    return _with_etag(create_item(get_jwt_identity(), **data), 201, location=True)
+
+
+@bp.get("/<id>")
+@bp.doc(security=BEARER)
+@bp.response(200, ContentSchema, headers=ETAG_HEADER)
+@bp.alt_response(304, response="NOT_MODIFIED")
+@bp.alt_response(401, response="UNAUTHORIZED")
+@bp.alt_response(404, response="NOT_FOUND")
+@jwt_required()
+def read(id):
+    """One item; If-None-Match with its ETag answers 304."""
+    item = find_visible(id, get_jwt_identity())
+    if item is None:
+        return problem(404, detail="No such content item.")
+    if request.if_none_match.contains(etag_of(item)) or request.if_none_match.star_tag:
+        return Response(status=304, headers={"ETag": f'"{etag_of(item)}"'})
+    return _with_etag(item)
+
+
+@bp.patch("/<id>")
+@bp.doc(security=BEARER)
+@bp.arguments(ContentPatchSchema)
+@bp.response(200, ContentSchema, headers=ETAG_HEADER)
+@bp.alt_response(401, response="UNAUTHORIZED")
+@bp.alt_response(403, response="FORBIDDEN")
+@bp.alt_response(404, response="NOT_FOUND")
+@bp.alt_response(412, response="PRECONDITION_FAILED")
+@jwt_required()
+def patch(data, id):
+    """Change some fields (owner only); If-Match guards against lost updates."""
+    return _guarded(lambda: _with_etag(
+        update_item(id, get_jwt_identity(), data, request.if_match)))
+
+
+@bp.delete("/<id>")
+@bp.doc(security=BEARER)
+@bp.response(204)
+@bp.alt_response(401, response="UNAUTHORIZED")
+@bp.alt_response(403, response="FORBIDDEN")
+@bp.alt_response(404, response="NOT_FOUND")
+@bp.alt_response(412, response="PRECONDITION_FAILED")
+@jwt_required()
+def delete(id):
+    """Delete an item (owner only)."""
+    return _guarded(lambda: delete_item(id, get_jwt_identity(), request.if_match))
+
+
+def _guarded(action):
+    """Map the ownership and precondition rules to their HTTP answers."""
+    try:
+        return action()
+    except LookupError:
+        return problem(404, detail="No such content item.")
+    except NotOwner:
+        return problem(403, detail="Only the owner may change this item.")
+    except EditConflict:
+        return problem(412, detail="The item changed since the ETag you sent.")

@@ -1,0 +1,131 @@
+"""The database: a peewee proxy bound at start-up, per-request connections, timed statements."""
+import logging
+import os
+import time
+
+from flask import request
+from peewee import DatabaseProxy, InterfaceError, OperationalError, SqliteDatabase
+from playhouse import db_url
+from playhouse.pool import PooledPostgresqlDatabase
+
+from api import events
+
+#: Models bind to this proxy; create_app points it at the configured database.
+database = DatabaseProxy()
+
+#: Blueprints whose requests open a connection up front (health checks connect lazily,
+#: so /health/live never touches the database).
+CONNECT_UP_FRONT = set()
+
+
+class _TimedStatements:
+    """Time every statement and announce it on ``events.query_executed``."""
+
+    def execute_sql(self, sql, params=None, *args, **kwargs):
+        started = time.perf_counter()
+        failed = True
+        try:
+            cursor = super().execute_sql(sql, params, *args, **kwargs)
+            failed = False
+            return cursor
+        finally:
+            events.query_executed.send(
+                self, duration=time.perf_counter() - started, failed=failed)
+
+
+class TimedSqliteDatabase(_TimedStatements, SqliteDatabase):
+    """SQLite with statement timing."""
+
+
+class TimedPooledPostgresqlDatabase(_TimedStatements, PooledPostgresqlDatabase):
+    """A pooled PostgreSQL database with statement timing."""
+
+
+def open_database(url, config):
+    """Build the peewee database for ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
+    scheme = url.split(":", 1)[0].lower()
+    params = db_url.parse(url)
+    if scheme in ("postgresql", "postgres", "postgresql+pool", "postgres+pool"):
+        return TimedPooledPostgresqlDatabase(
+            params.pop("database"),
+            max_connections=int(config["DB_POOL_MAX"]),
+            stale_timeout=int(config["DB_POOL_STALE_SECONDS"]),
+            timeout=float(config["DB_POOL_WAIT_SECONDS"]),
+            connect_timeout=5,
+            **params,
+        )
+    if scheme in ("sqlite", "sqlite+pool"):
+        return TimedSqliteDatabase(
+            params.pop("database"),
+            pragmas={
+                # WAL lets gunicorn workers read while one writes; busy_timeout makes
+                # writers queue instead of failing at once.
+                "journal_mode": "wal",
+                "synchronous": "normal",
+                "foreign_keys": 1,
+                "busy_timeout": 5000,
+            },
+            **params,
+        )
+    raise ValueError(f"unsupported VIGIL_DATABASE_URL scheme {scheme!r}")
+
+
+def init_app(app):
+    """Bind ``database`` to the configured URL."""
+    url = app.config["DATABASE_URL"]
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        os.makedirs(os.path.dirname(url[len("sqlite:///"):]) or ".", exist_ok=True)
+    database.initialize(open_database(url, app.config))
+    # peewee logs every statement with its parameters at DEBUG, which would put password
+    # hashes in the log whenever someone turns on debug logging.
+    logging.getLogger("peewee").setLevel(logging.INFO)
+    app.extensions["vigil_database"] = database.obj
+
+
+def register_request_hooks(app):
+    """Connect before API requests, always release the connection after."""
+
+    @app.before_request
+    def _connect():
+        if request.blueprint in CONNECT_UP_FRONT:
+            database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc):
+        if database.obj is not None and not database.is_closed():
+            database.close()
+
+
+def discard_broken_connections():
+    """Drop this thread's connection and the idle pool after a connection-level failure."""
+    db = database.obj
+    if db is None:
+        return
+    if isinstance(db, PooledPostgresqlDatabase):
+        try:
+            db.manual_close()
+        except (OperationalError, InterfaceError):
+            pass
+        # Idle connections were opened before the outage; they would fail one by one.
+        db.close_idle()
+    elif not db.is_closed():
+        db.close()
+
+
+def pool_stats():
+    """Connections in use, idle and the maximum, or None when the database is not pooled."""
+    db = database.obj
+    if not isinstance(db, PooledPostgresqlDatabase):
+        return None
+    return {"in_use": len(db._in_use), "idle": len(db._connections),
+            "max": db._max_connections or 0}
+
+
+def check_database():
+    """Readiness check: None when the database answers ``SELECT 1``, else why not."""
+    try:
+        database.execute_sql("SELECT 1")
+    except (OperationalError, InterfaceError) as e:
+        discard_broken_connections()
+        return f"database unavailable: {type(e).__name__}"
+    return None

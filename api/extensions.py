@@ -1,0 +1,69 @@
+"""Flask extensions Vigil binds in the factory: the OpenAPI-generating Api and the JWT manager."""
+import http
+
+from flask import g
+from flask_jwt_extended import JWTManager
+from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+
+from api import errors
+from api.sessions import token_is_revoked
+
+_TOKEN_PROBLEM = "https://vigil.invalid/problems/invalid-token"
+
+
+class ProblemApi(Api):
+    """flask-smorest's Api, documenting and answering errors as RFC 9457 problem JSON."""
+
+    ERROR_SCHEMA = errors.ProblemSchema
+
+    def _register_error_handlers(self):
+        errors.init_app(self._app)
+
+    def _register_responses(self):
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, errors.PROBLEM_MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, errors.PROBLEM_MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+
+def _unauthorized(detail):
+    return errors.problem(401, "Unauthorized", detail, type_=_TOKEN_PROBLEM,
+                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def init_jwt(app):
+    """A JWT manager whose every failure is a 401 problem (never flask-jwt-extended's 422)."""
+    jwt = JWTManager(app)
+
+    @jwt.token_in_blocklist_loader
+    def _revoked(header, payload):
+        revoked = token_is_revoked(payload)
+        if not revoked:
+            g.user_id = payload["sub"]
+        return revoked
+
+    jwt.unauthorized_loader(lambda reason: _unauthorized("Missing bearer token."))
+    jwt.invalid_token_loader(lambda reason: _unauthorized("Invalid token."))
+    jwt.expired_token_loader(lambda header, payload: _unauthorized("Token has expired."))
+    jwt.revoked_token_loader(lambda header, payload: _unauthorized("Token has been revoked."))
+    jwt.needs_fresh_token_loader(lambda header, payload: _unauthorized("Fresh token required."))
+    jwt.token_verification_failed_loader(lambda header, payload: _unauthorized("Invalid token."))
+    jwt.user_lookup_error_loader(lambda header, payload: _unauthorized("Unknown user."))
+    return jwt
+
+
+def init_api(app):
+    """The flask-smorest Api serving /api/v1/openapi.json and /api/v1/docs."""
+    api = ProblemApi(app, spec_kwargs={
+        "info": {"description": "Vigil: accounts, JWT tokens and content. Every error is "
+                                "application/problem+json (RFC 9457)."},
+    })
+    api.spec.components.security_scheme(
+        "bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    return api

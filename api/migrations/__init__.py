@@ -1,0 +1,1 @@
+"""Versioned schema migrations: ``NNNN_slug.py`` files, each with ``upgrade(db)``."""

@@ -1,0 +1,110 @@
+"""marshmallow schemas: they validate requests and generate the OpenAPI document."""
+from email_validator import EmailNotValidError, validate_email
+from marshmallow import Schema, ValidationError, fields, validate
+
+#: Password bounds from the contract.
+PASSWORD_LENGTH = validate.Length(min=12, max=128)
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON boolean only: "yes", 1 or "true" are wrong types, not booleans."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class UTCDateTime(fields.DateTime):
+    """Naive UTC datetimes from the database, written as ISO 8601 with a Z."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else value.isoformat(timespec="microseconds") + "Z"
+
+
+class Email(fields.String):
+    """An email address, checked by email-validator and lower-cased."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            checked = validate_email(value, check_deliverability=False)
+        except EmailNotValidError as e:
+            raise ValidationError(f"Not a valid email address: {e}") from e
+        return checked.normalized.lower()
+
+
+class RegisterSchema(Schema):
+    email = Email(required=True, validate=validate.Length(max=254),
+                  metadata={"example": "ada@example.com"})
+    password = fields.String(required=True, load_only=True, validate=PASSWORD_LENGTH,
+                             metadata={"format": "password"})
+
+
+class LoginSchema(Schema):
+    email = fields.String(required=True, validate=validate.Length(max=320))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(max=1024),
+                             metadata={"format": "password"})
+
+
+class UserSchema(Schema):
+    id = fields.UUID(required=True)
+    email = fields.String(required=True)
+    is_active = fields.Boolean(required=True)
+    created_at = UTCDateTime(required=True)
+
+
+class RegisteredSchema(Schema):
+    id = fields.UUID(required=True)
+    email = fields.String(required=True)
+    created_at = UTCDateTime(required=True)
+
+
+class TokenPairSchema(Schema):
+    access_token = fields.String(required=True)
+    refresh_token = fields.String(required=True)
+    token_type = fields.String(required=True, validate=validate.Equal("Bearer"))
+    expires_in = fields.Integer(required=True, metadata={"description": "access token seconds"})
+
+
+class PasswordChangeSchema(Schema):
+    current_password = fields.String(required=True, load_only=True,
+                                     validate=validate.Length(max=1024))
+    new_password = fields.String(required=True, load_only=True, validate=PASSWORD_LENGTH)
+
+
+class ContentCreateSchema(Schema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    body = fields.String(load_default="", validate=validate.Length(max=100_000))
+    is_published = StrictBoolean(load_default=False)
+
+
+class ContentPatchSchema(Schema):
+    title = fields.String(validate=validate.Length(min=1, max=200))
+    body = fields.String(validate=validate.Length(max=100_000))
+    is_published = StrictBoolean()
+
+
+class ContentSchema(Schema):
+    id = fields.UUID(required=True)
+    title = fields.String(required=True)
+    body = fields.String(required=True)
+    is_published = fields.Boolean(required=True)
+    owner_id = fields.UUID(required=True)
+    created_at = UTCDateTime(required=True)
+    updated_at = UTCDateTime(required=True)
+
+
+class ContentQuerySchema(Schema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.String(validate=validate.Length(max=512),
+                           metadata={"description": "next_cursor from the previous page"})
+    owner = fields.String(validate=validate.OneOf(["me"]))
+    published = fields.Boolean(metadata={"description": "true or false"})
+    q = fields.String(validate=validate.Length(max=200),
+                      metadata={"description": "case-insensitive substring of the title"})
+
+
+class ContentPageSchema(Schema):
+    items = fields.List(fields.Nested(ContentSchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)

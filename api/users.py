@@ -1,0 +1,54 @@
+"""The users blueprint: the caller's own account and password."""
+import click
+from flask import Blueprint as FlaskBlueprint
+from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
+from flask_smorest import Blueprint
+
+from api.accounts import change_password, deactivate_user
+from api.errors import validation_problem
+from api.models import User
+from api.schemas import PasswordChangeSchema, UserSchema
+
+bp = Blueprint("users", __name__, url_prefix="/api/v1/users", description="The caller's account")
+cli = FlaskBlueprint("users_cli", __name__, cli_group="users")
+BEARER = [{"bearer": []}]
+
+
+def current_user():
+    """The User row behind the verified access token."""
+    return User.get_by_id(get_jwt_identity())
+
+
+@bp.get("/me")
+@bp.doc(security=BEARER)
+@bp.response(200, UserSchema)
+@bp.alt_response(401, response="UNAUTHORIZED")
+@jwt_required()
+def me():
+    """The caller's account."""
+    return current_user()
+
+
+@bp.post("/me/password")
+@bp.doc(security=BEARER)
+@bp.arguments(PasswordChangeSchema)
+@bp.response(204)
+@bp.alt_response(401, response="UNAUTHORIZED")
+@jwt_required()
+def password(data):
+    """Change the password; every other session is revoked."""
+    if not change_password(current_user(), data["current_password"], data["new_password"],
+                           session_id=get_jwt()["sid"]):
+        return validation_problem(
+            [{"field": "current_password", "message": "Current password is incorrect."}])
+
+
+@cli.cli.command("deactivate")
+@click.argument("email")
+def deactivate_command(email):
+    """Deactivate an account: no more logins, its live tokens are rejected."""
+    user = User.get_or_none(User.email == email.strip().lower())
+    if user is None:
+        raise click.ClickException(f"no account with email {email}")
+    deactivate_user(user.id)
+    click.echo(f"deactivated {user.email}")
