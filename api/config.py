@@ -48,6 +48,8 @@ def load_config(app, overrides=None):
         if production:
             raise ConfigError("VIGIL_JWT_SECRET_KEY is required when VIGIL_ENV=production")
         cfg["JWT_SECRET_KEY"] = _development_secret(app.instance_path)
+    if production and len(cfg["JWT_SECRET_KEY"]) < 32:
+        raise ConfigError("VIGIL_JWT_SECRET_KEY must be at least 32 characters (RFC 7518 3.2)")
     if production:
         weak = [k for k, floor in OWASP_ARGON2_MIN.items() if int(cfg[k]) < floor]
         if weak:

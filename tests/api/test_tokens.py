@@ -1,0 +1,82 @@
+"""Every bad token on every protected route is a 401 problem, never flask-jwt-extended's 422."""
+import base64
+import json
+import uuid
+from datetime import timedelta
+
+import jwt as pyjwt
+import pytest
+from flask_jwt_extended import create_access_token
+
+PROTECTED = [
+    ("GET", "/api/v1/users/me", None),
+    ("POST", "/api/v1/users/me/password",
+     {"current_password": "correct horse battery", "new_password": "another long pass"}),
+    ("POST", "/api/v1/auth/logout", None),
+    ("POST", "/api/v1/auth/logout-all", None),
+    ("GET", "/api/v1/content", None),
+    ("POST", "/api/v1/content", {"title": "t"}),
+    ("GET", f"/api/v1/content/{uuid.uuid4()}", None),
+    ("PATCH", f"/api/v1/content/{uuid.uuid4()}", {"title": "t"}),
+    ("DELETE", f"/api/v1/content/{uuid.uuid4()}", None),
+]
+
+
+def _b64(data):
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _bad_tokens(app, account):
+    """Header values that must each be refused."""
+    access = account.tokens["access_token"]
+    header, payload, signature = access.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "==="))
+    claims_other = {**claims, "sub": str(uuid.uuid4())}
+    with app.app_context():
+        expired = create_access_token(identity=claims["sub"], additional_claims={
+            "sid": claims["sid"]}, expires_delta=timedelta(seconds=-60))
+    return {
+        "missing": None,
+        "empty bearer": "Bearer ",
+        "basic scheme": "Basic dXNlcjpwYXNz",
+        "garbage": "Bearer not.a.jwt",
+        "expired": f"Bearer {expired}",
+        "tampered payload": f"Bearer {header}.{_b64(claims_other)}.{signature}",
+        "tampered signature": f"Bearer {header}.{payload}.{signature[::-1]}",
+        "alg none": "Bearer " + _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(claims) + ".",
+        "wrong secret": "Bearer " + pyjwt.encode(claims, "x" * 32 + "another secret", "HS256"),
+        "refresh as access": f"Bearer {account.tokens['refresh_token']}",
+    }
+
+
+@pytest.mark.parametrize("method, path, body", PROTECTED)
+def test_bad_tokens_are_401_problems(app, client, auth, method, path, body):
+    account = auth.signup()
+    for name, value in _bad_tokens(app, account).items():
+        headers = {"Authorization": value} if value is not None else {}
+        r = client.open(path, method=method, json=body, headers=headers)
+        assert r.status_code == 401, (name, r.status_code, r.json)
+        assert r.mimetype == "application/problem+json", name
+        assert r.json["status"] == 401 and "request_id" in r.json
+
+
+@pytest.mark.parametrize("method, path, body", PROTECTED)
+def test_revoked_access_token_is_401_everywhere(client, auth, method, path, body):
+    account = auth.signup()
+    assert client.post("/api/v1/auth/logout", headers=account.headers).status_code == 204
+    r = client.open(path, method=method, json=body, headers=account.headers)
+    assert r.status_code == 401
+    assert r.mimetype == "application/problem+json"
+
+
+def test_access_token_cannot_refresh(client, auth):
+    account = auth.signup()
+    r = client.post("/api/v1/auth/refresh", headers=account.headers)
+    assert r.status_code == 401
+    assert r.mimetype == "application/problem+json"
+
+
+def test_refresh_needs_a_token(client):
+    r = client.post("/api/v1/auth/refresh")
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
