@@ -1,5 +1,90 @@
-"""gunicorn settings for Vigil's API (the telemetry issue fills in metrics and logging hooks)."""
+"""gunicorn settings for Vigil's API: VIGIL_* environment, JSON logs, exact multiprocess metrics.
+
+Every worker writes its metrics to PROMETHEUS_MULTIPROC_DIR. The directory is private to
+one gunicorn run (VIGIL_METRICS_DIR, or a fresh temporary directory) and wiped when the
+master starts; when a worker exits the master folds its counters into an archive and
+deletes its files (api.metrics.retire_process), so recycling workers keeps counts exact
+and the directory bounded.
+"""
+import multiprocessing
 import os
+import shutil
+import tempfile
+
+
+def _env_int(name, default):
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, not {value!r}") from None
+
+
+def _metrics_dir():
+    chosen = os.environ.get("VIGIL_METRICS_DIR") or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if chosen:
+        return chosen, False
+    return tempfile.mkdtemp(prefix="vigil-metrics-"), True
+
+
+_telemetry = os.environ.get("VIGIL_TELEMETRY", "on").strip().lower()
+if _telemetry not in ("on", "off"):
+    raise SystemExit(f"VIGIL_TELEMETRY must be on or off, not {_telemetry!r}")
+
+# The environment is set before anything imports prometheus_client, which picks its
+# multiprocess value class at import time. A config reload (HUP) keeps the same directory.
+if _telemetry == "on" and "_VIGIL_METRICS_DIR_OWNED" not in os.environ:
+    _dir, _owned = _metrics_dir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _dir
+    os.environ["_VIGIL_METRICS_DIR_OWNED"] = "1" if _owned else "0"
 
 bind = os.environ.get("VIGIL_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("VIGIL_WORKERS", "2"))
+workers = _env_int("VIGIL_WORKERS", 2 * multiprocessing.cpu_count() + 1)
+worker_class = "sync"
+timeout = _env_int("VIGIL_WORKER_TIMEOUT", 30)
+graceful_timeout = _env_int("VIGIL_GRACEFUL_TIMEOUT", 30)
+keepalive = _env_int("VIGIL_KEEPALIVE", 2)
+# Recycling bounds slow leaks; the metrics archive keeps it from costing exactness.
+max_requests = _env_int("VIGIL_MAX_REQUESTS", 10000)
+max_requests_jitter = _env_int("VIGIL_MAX_REQUESTS_JITTER", max_requests // 10)
+proc_name = "vigil-api"
+
+loglevel = os.environ.get("VIGIL_LOG_LEVEL", "info").lower()
+logger_class = "api.logs.GunicornLogger"
+errorlog = "-"
+# The access log is the one line per request (JSON, see api.logs.GunicornLogger.access).
+accesslog = "-" if _telemetry == "on" else None
+
+
+def on_starting(server):
+    """Start from an empty metrics directory: files of an earlier run belong to dead pids."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        from api.metrics import wipe_directory
+
+        wipe_directory(directory)
+        server.log.info("metrics directory %s", directory)
+
+
+def post_fork(server, worker):
+    """Tell the worker whose children the gunicorn workers are (for per-process metrics)."""
+    import api.metrics
+
+    api.metrics.gunicorn_master_pid = server.pid
+
+
+def child_exit(server, worker):
+    """Fold the dead worker's counters into the archive and delete its files."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from api.metrics import retire_process
+
+        retire_process(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory when this run created it."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory and os.environ.get("_VIGIL_METRICS_DIR_OWNED") == "1":
+        shutil.rmtree(directory, ignore_errors=True)

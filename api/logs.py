@@ -1,5 +1,199 @@
-"""Structured JSON logging for the API (placeholder until the telemetry issue lands)."""
+"""Structured logging: one JSON object per line for the app, gunicorn's access and error logs.
+
+Every line carries ``timestamp`` (RFC 3339, UTC), ``level``, ``logger``, ``message`` and the
+three low-cardinality fields a log shipper may turn into labels: ``service``, ``level`` and
+``env``. Everything else (request_id, trace_id, route, user_id...) stays in the JSON body.
+Request bodies, headers, query strings, passwords and tokens are never logged: the access
+line is built from a fixed list of fields, not from the request.
+"""
+import logging
+import os
+import re
+import sys
+import time
+
+from flask import g, has_request_context, request
+from gunicorn import glogging
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+
+SERVICE = "vigil-api"
+
+#: A client's X-Request-ID is kept only when it is a short token of safe characters, so
+#: nobody can inject log lines, JSON or unbounded data through it.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+=/-]{0,127}")
+#: W3C Trace Context: version-traceid-parentid-flags, lowercase hex.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+#: Key under which the app leaves request facts in the WSGI environ for gunicorn's access line.
+ENVIRON_KEY = "vigil.request"
+
+#: LogRecord attributes that are plumbing, not data: never copied into the JSON body.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "taskName"}
+
+
+class JsonFormatter(_JsonFormatter):
+    """python-json-logger with Vigil's fixed leading fields and a cheap RFC 3339 timestamp."""
+
+    def __init__(self, env=None):
+        super().__init__(json_ensure_ascii=False)
+        self.env = env or os.environ.get("VIGIL_ENV", "development")
+        self._second = None
+        self._second_text = ""
+
+    def _timestamp(self, created):
+        second = int(created)
+        if second != self._second:
+            # One strftime per second instead of per line: the access log is hot.
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{int((created - second) * 1000):03d}Z"
+
+    def add_fields(self, log_record, record, message_dict):
+        """Fixed fields first, then whatever the caller passed as ``extra``."""
+        log_record["timestamp"] = self._timestamp(record.created)
+        log_record["level"] = record.levelname.lower()
+        log_record["logger"] = record.name
+        log_record["message"] = record.message
+        log_record["service"] = SERVICE
+        log_record["env"] = self.env
+        log_record["pid"] = record.process
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRS and key not in log_record:
+                log_record[key] = value
+        log_record.update(message_dict)
+
+
+_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+_route_cache = {}
+
+
+def route_template(rule):
+    """``/api/v1/content/<id>`` for the matched rule (converters dropped), or ``unmatched``."""
+    if rule is None:
+        return "unmatched"
+    template = _route_cache.get(rule.rule)
+    if template is None:
+        template = _route_cache[rule.rule] = _CONVERTER.sub(r"<\1>", rule.rule)
+    return template
+
+
+class RequestContextFilter(logging.Filter):
+    """Adds the current request's ids, route and user to app log lines written during it."""
+
+    def filter(self, record):
+        if has_request_context():
+            record.request_id = g.get("request_id")
+            record.trace_id = g.get("trace_id")
+            record.user_id = g.get("user_id")
+            record.method = request.method
+            record.path = request.path
+            record.route = route_template(request.url_rule)
+        return True
+
+
+def new_id():
+    """32 random hex digits: a request id or a W3C trace id."""
+    return os.urandom(16).hex()
+
+
+def _start_request():
+    """The app's first before_request hook: pick the request and trace ids everyone logs."""
+    headers = request.headers
+    given = headers.get("X-Request-ID")
+    g.request_id = given if given and _SANE_REQUEST_ID.fullmatch(given) else new_id()
+    trace_id = None
+    parent = headers.get("traceparent")
+    if parent:
+        match = _TRACEPARENT.fullmatch(parent.strip())
+        if (match and match[1] != "ff" and match[2] != _ZERO_TRACE
+                and match[3] != _ZERO_SPAN):
+            trace_id = match[2]
+    g.trace_id = trace_id or new_id()
+
+
+def _finish_request(response):
+    """Return the request id and leave the facts gunicorn's access line needs in the environ."""
+    request_id = g.get("request_id")
+    if request_id is None:  # a hook before ours failed; still give the client an id
+        g.request_id = request_id = new_id()
+    response.headers["X-Request-ID"] = request_id
+    request.environ[ENVIRON_KEY] = (
+        request_id, g.get("trace_id"), route_template(request.url_rule), g.get("user_id"))
+    return response
+
+
+def configure_root_logging(level="INFO", env=None, stream=None):
+    """Send every Python logger through one JSON handler on stderr (idempotent)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_vigil", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler._vigil = True
+    handler.setFormatter(JsonFormatter(env=env))
+    handler.addFilter(RequestContextFilter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
+
+
+def telemetry_enabled(app):
+    """False when VIGIL_TELEMETRY=off (used by the benchmark's baseline)."""
+    value = str(app.config.get("TELEMETRY", "on")).lower()
+    if value not in ("on", "off"):
+        raise ValueError(f"VIGIL_TELEMETRY must be on or off, not {value!r}")
+    return value == "on"
 
 
 def init_app(app):
-    """Configure JSON logging for ``app``."""
+    """JSON logging for ``app``; request and trace ids set in the app's very first hook."""
+    from flask.logging import default_handler
+
+    level = str(app.config.get("LOG_LEVEL", "INFO")).upper()
+    if level not in logging.getLevelNamesMapping():
+        raise ValueError(f"VIGIL_LOG_LEVEL must be a logging level name, not {level!r}")
+    configure_root_logging(level, env=app.config.get("ENV"))
+    app.logger.removeHandler(default_handler)
+    if not telemetry_enabled(app):
+        return
+    # First in the list whatever registered before us: every later hook, error and log
+    # line can rely on g.request_id and g.trace_id.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start_request)
+    app.after_request(_finish_request)
+
+
+class GunicornLogger(glogging.Logger):
+    """gunicorn's logger with JSON lines for its error log and a lean JSON access log."""
+
+    def setup(self, cfg):
+        """Install gunicorn's handlers as usual, then make them write JSON."""
+        super().setup(cfg)
+        formatter = JsonFormatter()
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(formatter)
+
+    def access(self, resp, req, environ, request_time):
+        """One line per request from a fixed list of fields (never headers or bodies)."""
+        if not self.cfg.accesslog:
+            return
+        facts = environ.get(ENVIRON_KEY) or (None, None, None, None)
+        method = environ.get("REQUEST_METHOD")
+        path = environ.get("PATH_INFO")
+        status = resp.status_code
+        try:
+            self.access_log.info(
+                "%s %s %s", method, path, status,
+                extra={
+                    "request_id": facts[0], "trace_id": facts[1], "method": method,
+                    "route": facts[2], "path": path, "status": status,
+                    "duration_ms": round(request_time.total_seconds() * 1000, 3),
+                    "user_id": facts[3], "remote_addr": environ.get("REMOTE_ADDR"),
+                    "user_agent": environ.get("HTTP_USER_AGENT"),
+                })
+        except Exception:
+            self.exception("could not write the access log line")
+

@@ -1,4 +1,4 @@
-"""Start the real API under gunicorn for tests: ``with run_api(tmp_path) as api: requests.get(api.url)``."""
+"""Start the real API under gunicorn for tests: ``with run_api(tmp_path) as api: ...``."""
 from __future__ import annotations
 
 import contextlib
@@ -45,7 +45,7 @@ class RunningApi:
 
 
 def base_env(tmp_path: Path, env: dict | None = None) -> dict:
-    """The environment a test server runs with: no inherited VIGIL_* settings, a private database."""
+    """A test server's environment: no inherited VIGIL_* settings, a private database."""
     full = {
         k: v
         for k, v in os.environ.items()
@@ -97,7 +97,8 @@ def _wait_live(proc: subprocess.Popen, url: str, log_path: Path) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(
-        f"gunicorn not live after {START_TIMEOUT}s:\n" + log_path.read_text(errors="replace")[-5000:]
+        f"gunicorn not live after {START_TIMEOUT}s:\n"
+        + log_path.read_text(errors="replace")[-5000:]
     )
 
 
