@@ -26,6 +26,11 @@ from api.schemas import (
 
 bp = Blueprint("content", __name__, url_prefix="/api/v1/content", description="Content items")
 BEARER = [{"bearer": []}]
+IF_MATCH = {"in": "header", "name": "If-Match", "required": False,
+            "schema": {"type": "string"},
+            "description": "ETag the change is based on (412 if stale)"}
+IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "required": False,
+                 "schema": {"type": "string"}, "description": "ETag you hold (304 if current)"}
 ETAG_HEADER = {"ETag": {"description": "strong validator of this representation",
                         "schema": {"type": "string"}}}
 
@@ -67,7 +72,7 @@ def create(data):
 
 
 @bp.get("/<id>")
-@bp.doc(security=BEARER)
+@bp.doc(security=BEARER, parameters=[IF_NONE_MATCH])
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
 @bp.alt_response(304, response="NOT_MODIFIED")
 @bp.alt_response(401, response="UNAUTHORIZED")
@@ -84,7 +89,7 @@ def read(id):
 
 
 @bp.patch("/<id>")
-@bp.doc(security=BEARER)
+@bp.doc(security=BEARER, parameters=[IF_MATCH])
 @bp.arguments(ContentPatchSchema)
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
 @bp.alt_response(401, response="UNAUTHORIZED")
@@ -99,7 +104,7 @@ def patch(data, id):
 
 
 @bp.delete("/<id>")
-@bp.doc(security=BEARER)
+@bp.doc(security=BEARER, parameters=[IF_MATCH])
 @bp.response(204)
 @bp.alt_response(401, response="UNAUTHORIZED")
 @bp.alt_response(403, response="FORBIDDEN")

@@ -6,6 +6,16 @@ from marshmallow import Schema, ValidationError, fields, validate
 PASSWORD_LENGTH = validate.Length(min=12, max=128)
 
 
+class Text(fields.String):
+    """A string without NUL characters, which PostgreSQL cannot store or compare."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in value:
+            raise ValidationError("Must not contain NUL (\\u0000) characters.")
+        return value
+
+
 class StrictBoolean(fields.Boolean):
     """A JSON boolean only: "yes", 1 or "true" are wrong types, not booleans."""
 
@@ -22,7 +32,7 @@ class UTCDateTime(fields.DateTime):
         return None if value is None else value.isoformat(timespec="microseconds") + "Z"
 
 
-class Email(fields.String):
+class Email(Text):
     """An email address, checked by email-validator and lower-cased."""
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -37,13 +47,13 @@ class Email(fields.String):
 class RegisterSchema(Schema):
     email = Email(required=True, validate=validate.Length(max=254),
                   metadata={"example": "ada@example.com"})
-    password = fields.String(required=True, load_only=True, validate=PASSWORD_LENGTH,
+    password = Text(required=True, load_only=True, validate=PASSWORD_LENGTH,
                              metadata={"format": "password"})
 
 
 class LoginSchema(Schema):
-    email = fields.String(required=True, validate=validate.Length(max=320))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(max=1024),
+    email = Text(required=True, validate=validate.Length(max=320))
+    password = Text(required=True, load_only=True, validate=validate.Length(max=1024),
                              metadata={"format": "password"})
 
 
@@ -68,20 +78,20 @@ class TokenPairSchema(Schema):
 
 
 class PasswordChangeSchema(Schema):
-    current_password = fields.String(required=True, load_only=True,
+    current_password = Text(required=True, load_only=True,
                                      validate=validate.Length(max=1024))
-    new_password = fields.String(required=True, load_only=True, validate=PASSWORD_LENGTH)
+    new_password = Text(required=True, load_only=True, validate=PASSWORD_LENGTH)
 
 
 class ContentCreateSchema(Schema):
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    body = fields.String(load_default="", validate=validate.Length(max=100_000))
+    title = Text(required=True, validate=validate.Length(min=1, max=200))
+    body = Text(load_default="", validate=validate.Length(max=100_000))
     is_published = StrictBoolean(load_default=False)
 
 
 class ContentPatchSchema(Schema):
-    title = fields.String(validate=validate.Length(min=1, max=200))
-    body = fields.String(validate=validate.Length(max=100_000))
+    title = Text(validate=validate.Length(min=1, max=200))
+    body = Text(validate=validate.Length(max=100_000))
     is_published = StrictBoolean()
 
 
@@ -97,11 +107,11 @@ class ContentSchema(Schema):
 
 class ContentQuerySchema(Schema):
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.String(validate=validate.Length(max=512),
+    cursor = Text(validate=validate.Length(max=512),
                            metadata={"description": "next_cursor from the previous page"})
-    owner = fields.String(validate=validate.OneOf(["me"]))
+    owner = Text(validate=validate.OneOf(["me"]))
     published = fields.Boolean(metadata={"description": "true or false"})
-    q = fields.String(validate=validate.Length(max=200),
+    q = Text(validate=validate.Length(max=200),
                       metadata={"description": "case-insensitive substring of the title"})
 
 

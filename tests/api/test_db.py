@@ -1,0 +1,110 @@
+"""The database layer: URL mapping, pooling, WAL, per-statement timing signal, health checks."""
+import os
+
+import pytest
+from peewee import DatabaseError
+from playhouse.pool import PooledPostgresqlDatabase
+
+from api import create_app, events
+from api.db import TimedPooledPostgresqlDatabase, TimedSqliteDatabase, database, pool_stats
+from api.sessions import count_active_sessions
+
+
+def test_backend_is_what_the_url_says(app, backend):
+    db = database.obj
+    if backend == "sqlite":
+        assert isinstance(db, TimedSqliteDatabase)
+        with app.app_context():
+            assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert pool_stats() is None
+    else:
+        assert isinstance(db, TimedPooledPostgresqlDatabase)
+        assert isinstance(db, PooledPostgresqlDatabase)
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+pool"])
+def test_postgres_urls_are_pooled(tmp_path, scheme):
+    app = create_app({"DATABASE_URL": f"{scheme}://u:p@127.0.0.1:1/db", "DB_POOL_MAX": 7,
+                      "JWT_SECRET_KEY": "k" * 40})
+    assert isinstance(database.obj, TimedPooledPostgresqlDatabase)
+    assert pool_stats() == {"in_use": 0, "idle": 0, "max": 7}
+    assert app.config["DB_POOL_MAX"] == 7
+
+
+@pytest.mark.postgres
+def test_pool_stats_count_connections(postgres_url):
+    from conftest import make_app
+
+    app = make_app(postgres_url, DB_POOL_MAX=5)
+    try:
+        with app.app_context():
+            database.connect()
+            assert pool_stats() == {"in_use": 1, "idle": 0, "max": 5}
+            database.close()
+            assert pool_stats() == {"in_use": 0, "idle": 1, "max": 5}
+        app.test_client().get("/health/ready")
+        assert pool_stats()["in_use"] == 0
+    finally:
+        database.obj.close_all()
+
+
+def test_default_database_is_sqlite_in_the_instance_folder(monkeypatch):
+    monkeypatch.delenv("VIGIL_DATABASE_URL", raising=False)
+    app = create_app({"JWT_SECRET_KEY": "k" * 40})
+    assert app.config["DATABASE_URL"] == "sqlite:///" + os.path.join(
+        app.instance_path, "vigil.sqlite3")
+    assert isinstance(database.obj, TimedSqliteDatabase)
+
+
+def test_settings_come_from_vigil_variables(monkeypatch, tmp_path):
+    monkeypatch.setenv("VIGIL_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    monkeypatch.setenv("VIGIL_LOCKOUT_THRESHOLD", "4")
+    monkeypatch.setenv("VIGIL_ACCESS_TOKEN_TTL_SECONDS", "120")
+    monkeypatch.setenv("VIGIL_JWT_SECRET_KEY", "1234567890" * 4)
+    app = create_app()
+    assert app.config["LOCKOUT_THRESHOLD"] == 4
+    assert app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds() == 120
+    assert app.config["JWT_SECRET_KEY"] == "1234567890" * 4
+    assert app.config["DATABASE_URL"].endswith("env.db")
+
+
+def test_every_statement_is_timed(app, client, auth):
+    seen = []
+
+    def listener(sender, duration, failed):
+        seen.append((duration, failed))
+
+    events.query_executed.connect(listener)
+    try:
+        auth.signup()
+        with app.app_context():
+            with pytest.raises(DatabaseError):
+                database.execute_sql("SELECT * FROM no_such_table")
+    finally:
+        events.query_executed.disconnect(listener)
+    assert len(seen) >= 4
+    assert all(isinstance(d, float) and d >= 0 for d, _ in seen)
+    assert seen[-1][1] is True and not any(f for _, f in seen[:-1])
+
+
+def test_health_live_and_ready(client):
+    live = client.get("/health/live")
+    assert live.status_code == 200 and live.json == {"status": "ok"}
+    assert client.get("/health/ready").status_code == 200
+
+
+def test_readiness_runs_every_registered_check(app, client):
+    app.extensions["vigil_readiness_checks"].append(lambda: "drill in progress")
+    r = client.get("/health/ready")
+    assert r.status_code == 503 and "drill in progress" in r.json["detail"]
+    assert r.mimetype == "application/problem+json"
+
+
+def test_count_active_sessions(app, auth):
+    with app.app_context():
+        assert count_active_sessions() == 0
+    account = auth.signup()
+    auth.login(account.email, account.password)
+    with app.app_context():
+        assert count_active_sessions() == 2
