@@ -106,6 +106,8 @@ def _started(environment, **_kw) -> None:
         return
     shape = environment.shape_class
     _state["started"] = time.time()
+    # Read now: by the time Locust quits, the master has already let its workers go.
+    _state["workers"] = len(getattr(environment.runner, "clients", {}) or {})
     if shape.timeline is not None:
         _state["sampler"] = gevent.spawn(_sample, environment)
     # Every run ends by itself: the shape's end, plus a margin for stopping users.
@@ -184,7 +186,7 @@ def _verdict(environment, **_kw) -> None:
             "host": environment.host,
             "started": _state["started"],
             "ended": time.time(),
-            "workers": len(getattr(runner, "clients", {}) or {}),
+            "workers": _state["workers"],
             "totals": {
                 "requests": stats.total.num_requests,
                 "failures": stats.total.num_failures,

@@ -23,7 +23,7 @@ REQUEST_METRICS = ("avg", "med", "min", "max", "error_ratio", "rps", "requests",
 RUN_METRICS = ("held_users", "recovery_s")
 WINDOW_SELECTORS = ("step", "recovered")
 _EXPR = re.compile(
-    r"^\s*(?P<metric>p\((?P<pct>\d{1,2}(?:\.\d+)?)\)|[a-z_]+)\s*"
+    r"^\s*(?P<metric>p\((?P<pct>\d+(?:\.\d+)?)\)|[a-z_0-9]+)\s*"
     r"(?P<op><=|>=|<|>|==)\s*(?P<value>-?\d+(?:\.\d+)?)\s*$"
 )
 _SELECTOR = re.compile(r"^(?P<method>GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (?P<name>/\S*)$")

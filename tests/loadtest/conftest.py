@@ -1,0 +1,105 @@
+"""Fixtures for the load-test tier: run Locust as a subprocess (gevent stays out of pytest)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCUST = Path(sys.executable).parent / "locust"
+LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
+#: Cheap argon2 so registrations and logins do not swamp two shared cores during tests.
+FAST_ARGON2 = {
+    "VIGIL_ARGON2_TIME_COST": "1",
+    "VIGIL_ARGON2_MEMORY_KIB": "8",
+    "VIGIL_ARGON2_PARALLELISM": "1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def locust_env(**extra: str) -> dict:
+    """The environment a Locust subprocess gets: no inherited VIGIL_LOAD_* or LOCUST_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIGIL_LOAD_", "LOCUST_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def locust_command(*args: str) -> list[str]:
+    return [str(LOCUST), "-f", str(LOCUSTFILE), *args]
+
+
+def _run_locust(*args: str, env: dict | None = None, timeout: float = 120):
+    return subprocess.run(
+        locust_command(*args),
+        cwd=ROOT,
+        env=env or locust_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def run_locust():
+    """``run_locust(*ARGS, env=None, timeout=120)``: run ``locust -f loadtest/locustfile.py ARGS``
+    to completion (bounded), output captured."""
+    return _run_locust
+
+
+@pytest.fixture(scope="module")
+def live_api(tmp_path_factory, postgres_server_url):
+    """The real API under gunicorn (2 workers) on a loopback port, on a fresh PostgreSQL database
+    (what the appliance runs), shared by a module's runs."""
+    import psycopg2
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from servers import run_api
+
+    name = f"vigil_load_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(postgres_server_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        url = urlunsplit(urlsplit(postgres_server_url)._replace(path="/" + name))
+        with run_api(
+            tmp_path_factory.mktemp("api"),
+            workers=2,
+            env={**FAST_ARGON2, "VIGIL_DATABASE_URL": url},
+        ) as api:
+            yield api
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(name="locust_env")
+def _locust_env_fixture():
+    """``locust_env(**extra)``: the environment for a Locust subprocess."""
+    return locust_env
+
+
+@pytest.fixture(name="locust_command")
+def _locust_command_fixture():
+    """``locust_command(*args)``: the argv of ``locust -f loadtest/locustfile.py ARGS``."""
+    return locust_command
+
+
+@pytest.fixture(name="free_port")
+def _free_port_fixture():
+    """``free_port()``: a port the OS just handed out on loopback."""
+    return free_port

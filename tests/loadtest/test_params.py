@@ -1,0 +1,57 @@
+"""Scenario parameters: durations, environment names and think times read as documented."""
+
+import pytest
+
+from loadtest.params import ShapeParams, env_name, parse_duration, shape_params, think_time
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("5m", 300),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("2.5m", 150),
+        (45, 45),
+    ],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5d", "-3", "m"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_environment_names():
+    assert env_name("--load-users") == "VIGIL_LOAD_USERS"
+    assert env_name("--spike-multiplier") == "VIGIL_LOAD_SPIKE_MULTIPLIER"
+    assert env_name("--stress-step-duration") == "VIGIL_LOAD_STRESS_STEP_DURATION"
+
+
+def test_shape_params_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("VIGIL_LOAD_USERS", "7")
+    monkeypatch.setenv("VIGIL_LOAD_DURATION", "2m")
+    params = shape_params(None)
+    assert (params.users, params.duration, params.ramp) == (7, 120.0, None)
+    assert params.merged({"users": 1, "ramp": 5.0}) == ShapeParams(
+        users=7, duration=120.0, ramp=5.0
+    )
+
+
+def test_bad_shape_params_name_the_flag_and_variable(monkeypatch):
+    monkeypatch.setenv("VIGIL_LOAD_USERS", "many")
+    with pytest.raises(ValueError, match="--load-users / VIGIL_LOAD_USERS"):
+        shape_params(None)
+
+
+def test_think_time():
+    assert think_time("0.5:2") == (0.5, 2.0)
+    assert think_time("0") == (0.0, 0.0)
+    for bad in ("x", "2:1", "-1:1"):
+        with pytest.raises(ValueError, match="think-time"):
+            think_time(bad)
