@@ -21,7 +21,7 @@ from locust.runners import STATE_CLEANUP, STATE_STOPPED, WorkerRunner
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a bare checkout works too
 
 from loadtest import exporter, thresholds  # noqa: E402
-from loadtest.params import SCENARIOS, add_arguments, think_time  # noqa: E402
+from loadtest.params import SCENARIOS, add_arguments, parse_duration, think_time  # noqa: E402
 from loadtest.personas import Reader, Session, Writer  # noqa: E402,F401  (Locust finds them here)
 from loadtest.safety import UnsafeHost, check_host  # noqa: E402
 from loadtest.shapes import shape_class  # noqa: E402
@@ -71,6 +71,8 @@ def _prepare(environment, runner, **_kw) -> None:
         shape.thresholds = thresholds.load(options.thresholds, shape.scenario)
         shape.stages()
         think_time(options.think_time)
+        if options.time_margin:
+            parse_duration(options.time_margin)
     except (UnsafeHost, thresholds.ThresholdError, ValueError) as exc:
         _refuse(str(exc))
     if shape.wants_timeline:
@@ -112,7 +114,9 @@ def _started(environment, **_kw) -> None:
         _state["sampler"] = gevent.spawn(_sample, environment)
     # Every run ends by itself: the shape's end, plus a margin for stopping users.
     planned = shape.planned_duration()
-    bound = planned + max(30.0, planned * 0.1) + (environment.stop_timeout or 0)
+    margin = environment.parsed_options.time_margin
+    margin = parse_duration(margin) if margin else max(30.0, planned * 0.1)
+    bound = planned + margin + (environment.stop_timeout or 0)
     _state["guard"] = gevent.spawn_later(bound, _hard_stop, environment, bound)
 
 

@@ -102,6 +102,12 @@ def add_arguments(parser) -> None:
         help="where thresholds.json goes (default: reports/<scenario>)",
     )
     group.add_argument(
+        "--time-margin",
+        env_var="VIGIL_LOAD_TIME_MARGIN",
+        default=None,
+        help="hard stop this long after the planned end (default: 10%%, at least 30 s)",
+    )
+    group.add_argument(
         "--think-time",
         env_var="VIGIL_LOAD_THINK_TIME",
         default="0.5:2",

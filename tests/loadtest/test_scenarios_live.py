@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import requests
@@ -304,3 +306,51 @@ def test_spike_measures_recovery(live_api, tmp_path, run_locust):
     assert 0 <= shape["recovery_s"] < 10
     assert shape["windows"]["spike"]["users"] == 6
     assert all(shape["windows"][w]["requests"] > 0 for w in ("baseline", "spike", "after"))
+
+
+NEVER_ENDING = '''
+import sys
+sys.path.insert(0, {root!r})
+from loadtest.locustfile import *  # noqa: F401,F403  the personas and Vigil's listeners
+from loadtest.shapes import smoke
+
+del ScenarioShape  # noqa: F821  Locust runs the first shape it finds: make it this one
+
+
+class StuckShape(smoke.SmokeShape):
+    """A smoke shape whose stage never ends, as a shape stuck on a stage would."""
+
+    def tick_at(self, t):
+        return (1, 1.0)
+'''
+
+
+def test_a_run_that_would_not_end_is_stopped_and_failed(live_api, tmp_path, locust_env):
+    locustfile = tmp_path / "stuck_locustfile.py"
+    locustfile.write_text(NEVER_ENDING.format(root=str(Path(__file__).resolve().parents[2])))
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "locust"),
+            "-f",
+            str(locustfile),
+            "--headless",
+            "--host",
+            live_api.url,
+            "--load-duration",
+            "3s",
+            "--time-margin",
+            "2s",
+            *FAST,
+            "--report-dir",
+            str(tmp_path / "r"),
+        ],
+        env=locust_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "hard time bound of 5 s" in done.stderr
+    assert "THRESHOLD FAILED: run ends within 5 s" in done.stdout
+    assert time.monotonic() - started < 30
