@@ -50,6 +50,9 @@ keepalive = _env_int("VIGIL_KEEPALIVE", 2)
 max_requests = _env_int("VIGIL_MAX_REQUESTS", 10000)
 max_requests_jitter = _env_int("VIGIL_MAX_REQUESTS_JITTER", max_requests // 10)
 proc_name = "vigil-api"
+# Load the app once in the master and fork workers from it: faster worker (re)starts,
+# at the price of every worker sharing anything the factory opened. Off by default.
+preload_app = os.environ.get("VIGIL_PRELOAD", "off").strip().lower() in ("1", "on", "true")
 
 loglevel = os.environ.get("VIGIL_LOG_LEVEL", "info").lower()
 logger_class = "api.logs.GunicornLogger"

@@ -152,8 +152,9 @@ def is_tracked(rule):
 def _register_request_hooks(app):
     metrics = instruments()
     perf_counter = time.perf_counter
-    # (method, status, rule) -> (duration child, total child, exceptions child) or None when
-    # excluded. Bounded: methods are normalised, statuses and rules come from our code.
+    # (method, status, rule) -> (duration child, total child, exceptions child), or None
+    # when the route is excluded. Bounded: methods are normalised, statuses and rules come
+    # from our own code.
     children = {}
 
     def _children(method, status, rule):
@@ -164,35 +165,34 @@ def _register_request_hooks(app):
         return (metrics.request_duration.labels(*labels), metrics.request_total.labels(*labels),
                 metrics.request_exceptions.labels(*labels))
 
-    def start_timer():
-        g._vigil_started = perf_counter()
-
     def observe(response):
-        started = g.get("_vigil_started")
+        # g.request_started is set by api.logs' first before_request hook.
+        facts = g._get_current_object().__dict__
+        started = facts.get("request_started")
         if started is None:
             return response
-        rule = request.url_rule
-        key = (request.method, response.status_code, rule.rule if rule is not None else None)
-        try:
-            found = children[key]
-        except KeyError:
+        req = request._get_current_object()
+        rule = req.url_rule
+        key = (req.method, response.status_code, rule.rule if rule is not None else None)
+        found = children.get(key, False)
+        if found is False:
             found = children[key] = _children(key[0], key[1], rule)
         if found is not None:
             found[0].observe(perf_counter() - started)
             found[1].inc()
-            if g.get("_vigil_exception"):
+            if "_vigil_exception" in facts:
                 found[2].inc()
         return response
 
-    def update_pool(exc):
-        # Runs after the API's own teardown released the connection (teardowns run in
-        # reverse order of registration), so the gauge shows the pool between requests.
-        if metrics.last_pool is not None:
+    app.after_request(observe)
+
+    if pool_stats() is not None:
+        def update_pool(exc):
+            # Teardowns run in reverse order of registration, so this runs after the API
+            # released its connection: the gauge shows the pool between requests.
             _update_pool(metrics)
 
-    app.before_request(start_timer)
-    app.after_request(observe)
-    app.teardown_request(update_pool)
+        app.teardown_request(update_pool)
 
     handle_user_exception = app.handle_user_exception
 

@@ -119,7 +119,7 @@ def stop_gunicorn(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def run_api(tmp_path, workers=2, env=None, extra_args=(), migrate=True):
+def run_api(tmp_path, workers=2, env=None, extra_args=(), migrate=True, app="api.wsgi:app"):
     """Migrate a private database, start gunicorn with ``workers`` workers, yield a RunningApi."""
     tmp_path = Path(tmp_path)
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,7 @@ def run_api(tmp_path, workers=2, env=None, extra_args=(), migrate=True):
     log_path = tmp_path / f"gunicorn-{port}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", *extra_args, "api.wsgi:app"],
+            [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", *extra_args, app],
             cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
             pass_fds=(sock.fileno(),), start_new_session=True,
         )
