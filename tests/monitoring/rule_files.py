@@ -129,3 +129,17 @@ def load_inventory():
     """{exporter: set(metric names)} from dashboards/metrics-inventory.yml."""
     doc = yaml.safe_load(INVENTORY.read_text())
     return {name: set(entry["metrics"]) for name, entry in doc["exporters"].items()}
+
+
+def selectors(expr):
+    """(metric name, {label: (op, value)}) for every vector selector of a PromQL expression."""
+    out = []
+    stack = [promql_parser.parse(expr)]
+    while stack:
+        node = stack.pop()
+        if type(node).__name__ == "VectorSelector":
+            labels = {m.name: (str(m.op).rsplit(".", 1)[-1], m.value)
+                      for m in node.matchers.matchers}
+            out.append((node.name or labels.get("__name__", ("", ""))[1], labels))
+        stack.extend(_children(node))
+    return out

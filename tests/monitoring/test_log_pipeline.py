@@ -1,0 +1,124 @@
+"""Loki, Alloy and Loki-ruler files, checked for structure (neither Loki nor Alloy installs here).
+
+Grafana, Loki and Alloy cannot be installed on the build machines (their APT repository is
+unreachable), so these tests do NOT run them: they parse the files and check the settings and
+the references that matter. The appliance tests exercise the real services.
+"""
+import re
+
+import pytest
+import rule_files as rf
+import yaml
+
+LOKI = yaml.safe_load((rf.DASHBOARDS / "loki" / "loki.yml").read_text())
+ALLOY = (rf.DASHBOARDS / "alloy" / "config.alloy").read_text()
+ALLOWED_LABELS = {"service", "level", "env", "job", "host"}
+
+
+def test_loki_is_single_node_with_14_day_retention_by_the_compactor():
+    assert LOKI["auth_enabled"] is False
+    assert LOKI["common"]["replication_factor"] == 1
+    assert LOKI["common"]["ring"]["kvstore"]["store"] == "inmemory"
+    assert LOKI["limits_config"]["retention_period"] == "336h"
+    compactor = LOKI["compactor"]
+    assert compactor["retention_enabled"] is True and compactor["delete_request_store"]
+    schema = LOKI["schema_config"]["configs"][-1]
+    assert (schema["store"], schema["schema"]) == ("tsdb", "v13")
+
+
+def test_loki_ruler_reads_the_rule_files_and_notifies_the_local_alertmanager():
+    ruler = LOKI["ruler"]
+    assert ruler["storage"]["type"] == "local"
+    assert ruler["alertmanager_url"] == "http://127.0.0.1:9093"
+
+
+def _alloy_code():
+    """The config without comments and string contents (so braces in strings do not count)."""
+    # One pass, so "//" inside a URL string is not a comment and a quote in a comment no string.
+    return re.sub(r'"(?:\\.|[^"\\])*"|//[^\n]*',
+                  lambda m: '""' if m.group(0).startswith('"') else "", ALLOY)
+
+
+def test_alloy_config_is_balanced():
+    code = _alloy_code()
+    for open_, close in ("{}", "[]", "()"):
+        depth = 0
+        for ch in code:
+            depth += (ch == open_) - (ch == close)
+            assert depth >= 0, f"unbalanced {open_}{close}"
+        assert depth == 0, f"unbalanced {open_}{close}"
+
+
+def _components():
+    return set(re.findall(r'^([a-z_]+(?:\.[a-z_]+)+)\s+"([\w-]+)"\s*\{', ALLOY, flags=re.M))
+
+
+def test_alloy_references_point_at_declared_components():
+    declared = {f"{kind}.{label}" for kind, label in _components()}
+    refs = re.findall(r"\b((?:loki|local)\.[a-z_.]+?\.[\w-]+)\.(?:receiver|rules|targets)\b",
+                      _alloy_code())
+    assert refs and all(ref in declared for ref in refs), (refs, declared)
+
+
+def test_alloy_tails_journald_and_the_api_json_logs_into_local_loki():
+    kinds = {kind for kind, _ in _components()}
+    assert {"loki.source.journal", "loki.source.file", "loki.write"} <= kinds
+    port = LOKI["server"]["http_listen_port"]
+    assert f'url = "http://127.0.0.1:{port}/loki/api/v1/push"' in ALLOY
+    assert ALLOY.count("stage.json") >= 2, "the API's JSON lines are parsed on both paths"
+
+
+def test_alloy_keeps_labels_to_the_fixed_set():
+    set_labels = set(re.findall(r'target_label\s*=\s*"(\w+)"', ALLOY))
+    for block in re.findall(r"(?:stage\.labels|external_labels|labels)\s*=?\s*\{([^}]*)\}", ALLOY):
+        set_labels |= set(re.findall(r"(\w+)\s*=", block)) - {"values"}
+    set_labels |= set(re.findall(r'"?(\w+)"?\s*=\s*"[^"]*",?\s*(?=[\w"]|\})',
+                                 re.search(r"path_targets = \[\{(.*)\}\]", ALLOY).group(1)))
+    assert set_labels - {"__path__"} <= ALLOWED_LABELS, set_labels
+    keeps = re.findall(r"stage\.label_keep\s*\{\s*values\s*=\s*\[([^\]]*)\]", ALLOY)
+    assert len(keeps) == ALLOY.count("loki.process ")
+    for keep in keeps:
+        assert set(re.findall(r'"(\w+)"', keep)) == ALLOWED_LABELS
+
+
+def logql_problems(expr):
+    """Cheap LogQL sanity: one stream selector of allowed labels, balanced, known stages."""
+    problems = []
+    selector = re.search(r"\{([^}]*)\}", expr)
+    if not selector:
+        return ["no stream selector"]
+    for name in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector.group(1)):
+        if name not in ALLOWED_LABELS:
+            problems.append(f"stream label {name} is not one Alloy sets")
+    for open_, close in ("{}", "()", "[]"):
+        if expr.count(open_) != expr.count(close):
+            problems.append(f"unbalanced {open_}{close}")
+    for stage in re.findall(r"\|\s*([a-z_]+)", expr):
+        if stage not in {"json", "logfmt", "line_format", "label_format", "unwrap", "drop",
+                         "keep", "pattern", "regexp", "decolorize"} \
+                and not re.match(r"^[a-z_]+$", stage):
+            problems.append(f"unknown stage {stage}")
+    return problems
+
+
+@pytest.mark.parametrize("rule", rf.loki_rules(), ids=lambda r: r["alert"])
+def test_loki_rules_are_sane_logql_metric_queries(rule):
+    assert not logql_problems(rule["expr"])
+    assert re.search(r"count_over_time\(.*\[\d+[smh]\]\)", rule["expr"])
+    assert re.search(r">\s*\d+\s*$", rule["expr"]), "an alert needs a threshold"
+
+
+def test_at_least_two_log_based_alerts():
+    assert len(rf.loki_rules()) >= 2
+
+
+def test_the_dashboard_log_query_is_sane():
+    import json
+    board = json.loads((rf.DASHBOARDS / "vigil-api-overview.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] if p["type"] == "logs" for t in p["targets"]]
+    assert exprs and all(not logql_problems(e) for e in exprs)
+
+
+@pytest.mark.parametrize("bad", ['{app="x"} |= "y"', '{service="x" | json', "rate(x[5m])"])
+def test_logql_check_catches_mistakes(bad):
+    assert logql_problems(bad)
