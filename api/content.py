@@ -83,7 +83,8 @@ def read(id):
     item = find_visible(id, get_jwt_identity())
     if item is None:
         return problem(404, detail="No such content item.")
-    if request.if_none_match.contains(etag_of(item)) or request.if_none_match.star_tag:
+    # RFC 9110: If-None-Match uses the weak comparison
+    if request.if_none_match.contains_weak(etag_of(item)) or request.if_none_match.star_tag:
         return Response(status=304, headers={"ETag": f'"{etag_of(item)}"'})
     return _with_etag(item)
 

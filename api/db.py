@@ -75,7 +75,12 @@ def init_app(app):
     url = app.config["DATABASE_URL"]
     if url.startswith("sqlite:///") and ":memory:" not in url:
         os.makedirs(os.path.dirname(url[len("sqlite:///"):]) or ".", exist_ok=True)
+    previous = database.obj
     database.initialize(open_database(url, app.config))
+    if previous is not None:
+        # The proxy is process-wide: a second create_app (tests, CLI) replaces the database,
+        # so release what the previous one still holds.
+        _close_everything(previous)
     # peewee logs every statement with its parameters at DEBUG, which would put password
     # hashes in the log whenever someone turns on debug logging.
     logging.getLogger("peewee").setLevel(logging.INFO)
@@ -83,17 +88,26 @@ def init_app(app):
 
 
 def register_request_hooks(app):
-    """Connect before API requests, always release the connection after."""
+    """Connect before API requests; release the connection whenever an app context ends."""
 
     @app.before_request
     def _connect():
         if request.blueprint in CONNECT_UP_FRONT:
             database.connect(reuse_if_open=True)
 
-    @app.teardown_request
+    @app.teardown_appcontext
     def _close(exc):
-        if database.obj is not None and not database.is_closed():
+        # An inner app context ending inside an open transaction must not close it.
+        if database.obj is not None and not database.is_closed() and (
+                not database.in_transaction()):
             database.close()
+
+
+def _close_everything(db):
+    if isinstance(db, PooledPostgresqlDatabase):
+        db.close_all()
+    elif not db.is_closed():
+        db.close()
 
 
 def discard_broken_connections():

@@ -66,6 +66,8 @@ def test_if_none_match_answers_304(client, auth):
     assert r.status_code == 304 and r.headers["ETag"] == etag and r.data == b""
     r = client.get(url, headers={**account.headers, "If-None-Match": '"other"'})
     assert r.status_code == 200
+    r = client.get(url, headers={**account.headers, "If-None-Match": f'"other", W/{etag}'})
+    assert r.status_code == 304
 
 
 def test_patch_changes_fields_and_the_etag(client, auth):

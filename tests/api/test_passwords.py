@@ -105,3 +105,19 @@ def test_no_secret_reaches_a_log_line_or_a_response(app, client, auth, caplog):
         assert secret not in answered
     assert password not in login.get_data(as_text=True)
     assert "argon2" not in answered + login.get_data(as_text=True)
+
+
+def test_hashes_are_upgraded_at_login_when_the_cost_rises(app, auth):
+    email, password = auth.register()
+    with app.app_context():
+        before = extract_parameters(User.get(User.email == email).password_hash)
+    app.config["ARGON2_TIME_COST"] = before.time_cost + 1
+    auth.login(email, password)
+    with app.app_context():
+        after = extract_parameters(User.get(User.email == email).password_hash)
+    assert after.time_cost == before.time_cost + 1
+
+
+def test_unknown_vigil_env_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="VIGIL_ENV"):
+        create_app({"ENV": "staging", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
