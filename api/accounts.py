@@ -43,17 +43,19 @@ def _notify(event, user_id=None):
                            user_id=str(user_id) if user_id else None)
 
 
-def lockout_retry_after(user):
-    """Seconds until ``user`` may try again, or 0 when not locked out.
+def lockout_retry_after(email):
+    """Seconds until ``email`` may try again, or 0 when not locked out.
 
     Locked while at least LOCKOUT_THRESHOLD failures fall inside the last
     LOCKOUT_WINDOW_SECONDS; the lock lifts when the oldest of them leaves the window.
+    Failures are counted per email, known or not, so a 429 says nothing about whether
+    an account exists.
     """
     threshold = int(current_app.config["LOCKOUT_THRESHOLD"])
     window = timedelta(seconds=int(current_app.config["LOCKOUT_WINDOW_SECONDS"]))
     now = utcnow()
     recent = (LoginFailure.select(LoginFailure.at)
-              .where((LoginFailure.user == user.id) & (LoginFailure.at > now - window))
+              .where((LoginFailure.email == email) & (LoginFailure.at > now - window))
               .order_by(LoginFailure.at.desc()).limit(threshold))
     times = [row.at for row in recent]
     if len(times) < threshold:
@@ -67,34 +69,33 @@ def authenticate(email, password):
     Raises LockedOut (even for the right password) or InvalidCredentials.
     """
     user = User.get_or_none(User.email == email)
+    user_id = user.id if user else None
+    retry_after = lockout_retry_after(email)
+    if retry_after:
+        _notify("lockout", user_id)
+        raise LockedOut(retry_after)
     if user is None:
         burn_verification_time()
-        _notify("login_failure")
-        raise InvalidCredentials()
-    retry_after = lockout_retry_after(user)
-    if retry_after:
-        _notify("lockout", user.id)
-        raise LockedOut(retry_after)
-    if not verify_password(user.password_hash, password) or not user.is_active:
-        _record_failure(user)
-        _notify("login_failure", user.id)
+    if user is None or not verify_password(user.password_hash, password) or not user.is_active:
+        _record_failure(email)
+        _notify("login_failure", user_id)
         raise InvalidCredentials()
     if needs_rehash(user.password_hash):
         User.update(password_hash=hash_password(password)).where(User.id == user.id).execute()
-    LoginFailure.delete().where(LoginFailure.user == user.id).execute()
+    LoginFailure.delete().where(LoginFailure.email == email).execute()
     tokens = start_session(user)
     _notify("login_success", user.id)
     return tokens
 
 
-def _record_failure(user):
+def _record_failure(email):
     window = timedelta(seconds=int(current_app.config["LOCKOUT_WINDOW_SECONDS"]))
     now = utcnow()
     with database.atomic():
-        # Old rows say nothing about the current window; prune as we go.
-        LoginFailure.delete().where(
-            (LoginFailure.user == user.id) & (LoginFailure.at <= now - window)).execute()
-        LoginFailure.create(user=user.id, at=now)
+        # Rows older than the window say nothing any more, for any email: prune as we go
+        # (indexed on ``at``), so guessed emails cannot grow the table without bound.
+        LoginFailure.delete().where(LoginFailure.at <= now - window).execute()
+        LoginFailure.create(email=email[:320], at=now)
 
 
 def change_password(user, current_password, new_password, session_id):

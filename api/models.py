@@ -53,7 +53,9 @@ class RefreshSession(BaseModel):
 
 
 class LoginFailure(BaseModel):
-    user = ForeignKeyField(User, on_delete="CASCADE")
+    """One failed login for an email (known or not), kept for the lockout window."""
+
+    email = CharField(max_length=320)
     at = DateTimeField(default=utcnow)
 
     class Meta:

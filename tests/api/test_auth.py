@@ -121,6 +121,26 @@ def test_lockout_threshold_and_window_are_configurable_and_lift(client, auth):
     assert client.post(LOGIN, json={"email": email, "password": password}).status_code == 200
 
 
+def test_unknown_emails_lock_out_the_same_way(client, auth):
+    """A 429 must not reveal that an account exists."""
+    known, _ = auth.register()
+    unknown = "nobody-here@example.com"
+    _fail(client, known, 10)
+    _fail(client, unknown, 10)
+    answers = [client.post(LOGIN, json={"email": email, "password": "bad password!"})
+               for email in (known, unknown)]
+    assert [a.status_code for a in answers] == [429, 429]
+    assert answers[0].json["detail"] == answers[1].json["detail"]
+    assert abs(int(answers[0].headers["Retry-After"])
+               - int(answers[1].headers["Retry-After"])) <= 2
+
+
+def test_lockout_counts_the_normalised_email(client, auth):
+    email, password = auth.register()
+    _fail(client, email.upper(), 10)
+    assert client.post(LOGIN, json={"email": email, "password": password}).status_code == 429
+
+
 def test_lockout_of_one_account_leaves_others_alone(client, auth):
     victim, _ = auth.register()
     other, password = auth.register()
