@@ -1,0 +1,40 @@
+"""Paths and helpers shared by the appliance tests: the nspawn tooling module, the roles, tools."""
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ROLES = REPO / "appliance" / "roles"
+# Filled by the proof (tests/appliance/test_proof.py), printed by conftest.py at the end.
+PROOF_TIMINGS = {}
+NOT_EXECUTED = []
+ANSIBLE_ENV = {"ANSIBLE_CONFIG": str(REPO / "appliance" / "ansible.cfg")}
+
+
+def load_nspawn():
+    """Import appliance/container/nspawn.py (it lives outside any package)."""
+    spec = importlib.util.spec_from_file_location(
+        "vigil_nspawn", REPO / "appliance" / "container" / "nspawn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def venv_bin(name):
+    """A tool from the project's virtualenv (the pinned ansible-core and ansible-lint)."""
+    import sys
+
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        pytest.fail(f"{name} is not installed in {path.parent}: run `make setup`")
+    return str(path)
+
+
+def require_tool(name):
+    """Fail (not skip) when a tool the appliance tier needs is missing: CI installs them."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} not found: `make setup-system` installs it (.ci/apt-packages)")
+    return path

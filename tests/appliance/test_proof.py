@@ -1,0 +1,320 @@
+"""The proof: a fresh Debian 13 container booted with systemd, provisioned by site.yml from inside
+(as Vagrant's ansible_local does), then checked from the host over its private veth network."""
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from appliance_env import NOT_EXECUTED, PROOF_TIMINGS, REPO, load_nspawn, require_tool
+
+pytestmark = [pytest.mark.appliance, pytest.mark.slow]
+INVENTORY = "appliance/inventories/container"
+CORE_JOBS = {"vigil-api", "node", "postgres", "prometheus", "alertmanager"}
+NOT_HERE = ("loki", "alloy", "grafana")
+
+
+class Appliance:
+    """The booted, provisioned container plus host-side HTTP helpers."""
+
+    def __init__(self, container, site_run):
+        self.c = container
+        self.site_run = site_run
+        self.ip = container.ip
+        self.https = f"https://{container.ip}"
+        self.ca = str(Path(container.root) / "etc/nginx/tls/vigil.crt")
+        self.http = requests.Session()
+        self.http.verify = self.ca
+
+    def playbook(self, *args, timeout=1800):
+        return self.c.ansible_playbook("-i", INVENTORY, *args, timeout=timeout)
+
+    def prom(self, path, **params):
+        r = requests.get(f"http://{self.ip}:9090{path}", params=params, timeout=10)
+        r.raise_for_status()
+        return r.json()["data"]
+
+    def wait_all_targets_up(self, timeout=120):
+        deadline = time.monotonic() + timeout
+        while True:
+            targets = self.prom("/api/v1/targets", state="active")["activeTargets"]
+            health = {t["labels"]["job"]: t["health"] for t in targets}
+            if set(health) >= CORE_JOBS and set(health.values()) == {"up"}:
+                return targets
+            if time.monotonic() > deadline:
+                states = [(t["labels"]["job"], t["health"], t["lastError"]) for t in targets]
+                pytest.fail(f"targets not all up after {timeout} s: {states}")
+            time.sleep(3)
+
+    def account(self):
+        email = f"proof-{time.time_ns()}@example.org"
+        password = "correct horse battery staple"
+        r = self.http.post(f"{self.https}/api/v1/auth/register",
+                           json={"email": email, "password": password}, timeout=30)
+        assert r.status_code == 201, r.text
+        r = self.http.post(f"{self.https}/api/v1/auth/login",
+                           json={"email": email, "password": password}, timeout=30)
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def _recap(stdout):
+    """{host: {ok, changed, failed, ...}} from ansible-playbook's PLAY RECAP."""
+    recap = {}
+    for host, stats in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", stdout, re.M):
+        recap[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", stats)}
+    return recap
+
+
+def _ok(cp):
+    return f"exit {cp.returncode}\n{cp.stdout[-8000:]}\n{cp.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.fail("the appliance proof needs root (systemd-nspawn, veth, iptables)")
+    for tool in ("debootstrap", "systemd-nspawn", "nsenter", "iptables", "ip", "git"):
+        require_tool(tool)
+    nspawn = load_nspawn()
+    started = time.monotonic()
+    snapshot = nspawn.snapshot_repo(tmp_path_factory.mktemp("repo"))
+    t = time.monotonic()
+    nspawn.rootfs_tarball()
+    PROOF_TIMINGS["rootfs (debootstrap or cache)"] = time.monotonic() - t
+    container = nspawn.Container.create(f"vigil-{os.getpid() % 100000}", repo=snapshot)
+    try:
+        t = time.monotonic()
+        container.boot()
+        PROOF_TIMINGS["boot to running"] = time.monotonic() - t
+        t = time.monotonic()
+        container.install_ansible()
+        PROOF_TIMINGS["install pinned ansible-core"] = time.monotonic() - t
+        t = time.monotonic()
+        site = container.ansible_playbook("-i", INVENTORY, "playbooks/site.yml")
+        PROOF_TIMINGS["site.yml, first run"] = time.monotonic() - t
+        yield Appliance(container, site)
+    finally:
+        container.destroy()
+        PROOF_TIMINGS["whole proof"] = time.monotonic() - started
+        report = REPO / "reports"
+        report.mkdir(exist_ok=True)
+        (report / "appliance-proof.json").write_text(json.dumps(PROOF_TIMINGS, indent=2))
+
+
+def test_site_yml_provisions_the_container(appliance):
+    run = appliance.site_run
+    assert run.returncode == 0, _ok(run)
+    assert _recap(run.stdout)["vigil"]["failed"] == 0
+    # State plainly what this proof does not execute: Grafana's APT repo is unreachable here.
+    for play in ("Loki", "Alloy log shipper", "Grafana"):
+        assert f"PLAY [{play}]" in run.stdout, play
+    assert run.stdout.count("skipping: no hosts matched") >= len(NOT_HERE)
+    NOT_EXECUTED.append("NOT EXECUTED in the container: roles loki, alloy, grafana (Grafana's APT "
+                        "repository is unreachable here); they pass ansible-lint and a check-mode "
+                        "run (test_observability_roles_check_mode).")
+
+
+def test_verify_playbook_passes(appliance):
+    t = time.monotonic()
+    cp = appliance.playbook("playbooks/verify.yml")
+    PROOF_TIMINGS["verify.yml"] = time.monotonic() - t
+    assert cp.returncode == 0, _ok(cp)
+
+
+def test_api_serves_the_contract_through_nginx(appliance):
+    http, base = appliance.http, appliance.https
+    r = http.get(f"{base}/health/ready", timeout=10)
+    assert r.status_code == 200 and r.headers.get("X-Request-ID")
+    for header in ("Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options"):
+        assert header in r.headers, header
+    auth = appliance.account()
+    r = http.post(f"{base}/api/v1/content", headers=auth,
+                  json={"title": "through nginx", "body": "hi", "is_published": True}, timeout=10)
+    assert r.status_code == 201, r.text
+    assert r.headers["Location"] and r.headers["ETag"]
+    item = r.json()
+    r = http.get(f"{base}/api/v1/content/{item['id']}", headers=auth, timeout=10)
+    assert r.status_code == 200 and r.json()["title"] == "through nginx"
+    assert http.get(f"{base}/api/v1/content", timeout=10).status_code == 401
+    assert http.get(f"{base}/api/v1/openapi.json", timeout=10).json()["openapi"].startswith("3")
+
+
+def test_nginx_redirects_limits_and_hides_metrics(appliance):
+    http, base = appliance.http, appliance.https
+    r = requests.get(f"http://{appliance.ip}/api/v1/content", allow_redirects=False, timeout=10)
+    assert r.status_code == 301 and r.headers["Location"].startswith("https://")
+    assert http.get(f"{base}/metrics", timeout=10).status_code == 404
+    r = http.post(f"{base}/api/v1/content", data=b"x" * (2 * 1024 * 1024), timeout=30,
+                  headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    # A burst on /api/v1/auth/ beyond rate + burst is cut with 429 (problem JSON).
+    codes, lock = [], threading.Lock()
+
+    def hit():
+        for _ in range(10):
+            code = http.post(f"{base}/api/v1/auth/login", json={}, timeout=30).status_code
+            with lock:
+                codes.append(code)
+
+    threads = [threading.Thread(target=hit) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert 429 in codes and 422 in codes, sorted(set(codes))
+
+
+def test_firewall_lets_in_only_https_and_the_ui_ports(appliance):
+    import socket
+
+    def reachable(port):
+        with socket.socket() as s:
+            s.settimeout(2)
+            return s.connect_ex((appliance.ip, port)) == 0
+
+    assert reachable(443) and reachable(9090) and reachable(9093)
+    # gunicorn, node_exporter, postgres_exporter and PostgreSQL are not reachable from outside.
+    for port in (8000, 9100, 9187, 5432):
+        assert not reachable(port), port
+
+
+def test_prometheus_scrapes_every_target_and_loads_the_repo_rules(appliance):
+    targets = appliance.wait_all_targets_up()
+    assert {t["labels"]["job"] for t in targets} == CORE_JOBS
+    import yaml
+
+    repo_groups = {g["name"] for f in (REPO / "alerts" / "rules").glob("*.yml")
+                   for g in yaml.safe_load(f.read_text())["groups"]}
+    loaded = appliance.prom("/api/v1/rules")["groups"]
+    assert {g["name"] for g in loaded} == repo_groups
+    assert all(g["interval"] == 15 for g in loaded)
+    cfg = yaml.safe_load(appliance.prom("/api/v1/status/config")["yaml"])
+    assert cfg["global"]["scrape_interval"] == "15s"
+    assert cfg["global"]["evaluation_interval"] == "15s"
+    assert appliance.prom("/api/v1/status/flags")["storage.tsdb.retention.time"] == "15d"
+
+
+def test_alertmanager_has_the_repo_config_and_prometheus_uses_it(appliance):
+    import yaml
+
+    status = requests.get(f"http://{appliance.ip}:9093/api/v2/status", timeout=10).json()
+    loaded = yaml.safe_load(status["config"]["original"])
+    assert loaded["route"]["receiver"] == "local"
+    assert {r["name"] for r in loaded["receivers"]} >= {"local", "page", "ticket", "heartbeat"}
+    ams = appliance.prom("/api/v1/alertmanagers")["activeAlertmanagers"]
+    assert [a["url"] for a in ams] == [f"http://{appliance.ip}:9093/api/v2/alerts"]
+
+
+def test_node_and_postgres_exporters_are_scraped(appliance):
+    appliance.wait_all_targets_up()
+    for query in ('up{job="node"}', 'up{job="postgres"}', "pg_up",
+                  'node_textfile_scrape_error{job="node"}'):
+        result = appliance.prom("/api/v1/query", query=query)["result"]
+        assert result, query
+    assert appliance.prom("/api/v1/query", query="pg_up")["result"][0]["value"][1] == "1"
+
+
+def test_second_run_changes_nothing(appliance):
+    t = time.monotonic()
+    cp = appliance.playbook("playbooks/site.yml")
+    PROOF_TIMINGS["site.yml, second run"] = time.monotonic() - t
+    assert cp.returncode == 0, _ok(cp)
+    changed = [line for line in cp.stdout.splitlines() if line.startswith("changed:")]
+    assert _recap(cp.stdout)["vigil"]["changed"] == 0, "\n".join(changed) + _ok(cp)
+
+
+def test_backup_delete_restore_brings_the_data_back(appliance):
+    http, base = appliance.http, appliance.https
+    auth = appliance.account()
+    r = http.post(f"{base}/api/v1/content", headers=auth,
+                  json={"title": "precious", "body": "keep me", "is_published": False}, timeout=10)
+    assert r.status_code == 201, r.text
+    item = r.json()
+    before = time.time()
+    t = time.monotonic()
+    cp = appliance.playbook("playbooks/backup.yml")
+    PROOF_TIMINGS["backup.yml"] = time.monotonic() - t
+    assert cp.returncode == 0, _ok(cp)
+
+    assert http.delete(f"{base}/api/v1/content/{item['id']}", headers=auth,
+                       timeout=10).status_code == 204
+    assert http.get(f"{base}/api/v1/content/{item['id']}", headers=auth,
+                    timeout=10).status_code == 404
+    t = time.monotonic()
+    cp = appliance.playbook("playbooks/restore.yml")
+    PROOF_TIMINGS["restore.yml"] = time.monotonic() - t
+    assert cp.returncode == 0, _ok(cp)
+    r = http.get(f"{base}/api/v1/content/{item['id']}", headers=auth, timeout=10)
+    assert r.status_code == 200, r.text
+    assert (r.json()["title"], r.json()["body"]) == ("precious", "keep me")
+
+    # The backup-age alert's input reaches Prometheus through node_exporter's textfile collector.
+    deadline = time.monotonic() + 60
+    while True:
+        res = appliance.prom("/api/v1/query", query="vigil_backup_last_success_timestamp_seconds")
+        if res["result"] and float(res["result"][0]["value"][1]) >= before - 5:
+            break
+        assert time.monotonic() < deadline, f"backup metric not scraped: {res}"
+        time.sleep(3)
+    size = appliance.prom("/api/v1/query", query="vigil_backup_last_size_bytes")["result"]
+    assert size and float(size[0]["value"][1]) > 0
+
+
+def test_reboot_brings_every_service_back_with_the_data(appliance):
+    http, base = appliance.http, appliance.https
+    auth = appliance.account()
+    r = http.post(f"{base}/api/v1/content", headers=auth,
+                  json={"title": "survives reboot", "body": "x"}, timeout=10)
+    assert r.status_code == 201, r.text
+    item_id = r.json()["id"]
+    t = time.monotonic()
+    appliance.c.reboot()
+    PROOF_TIMINGS["reboot (poweroff + boot)"] = time.monotonic() - t
+    cp = appliance.playbook("playbooks/verify.yml")
+    assert cp.returncode == 0, _ok(cp)
+    # Same token: the JWT key and the sessions survived; the row is still there.
+    r = http.get(f"{base}/api/v1/content/{item_id}", headers=auth, timeout=10)
+    assert r.status_code == 200 and r.json()["title"] == "survives reboot"
+    appliance.wait_all_targets_up()
+
+
+# In check mode only the steps that need Grafana's APT repository or an installed package may
+# fail (and are ignored, by design, in check mode only); every configuration step must run.
+NEEDS_GRAFANA_REPO = re.compile(
+    r"^(TASK|RUNNING HANDLER) \[(loki|alloy|grafana) : (Fetch Grafana's APT signing key"
+    r"|Install \w+ at the pinned version|Hold \w+ at the pinned version|Start \w+"
+    r"|Restart \w+|Reload \w+)\]")
+
+
+def test_observability_roles_check_mode(appliance):
+    """Grafana, Loki and Alloy cannot be installed here; their roles still run in check mode."""
+    t = time.monotonic()
+    cp = appliance.c.ansible_playbook(
+        "-i", "appliance/inventories/container-observability", "playbooks/site.yml",
+        "--check", "--diff", "--tags", ",".join(NOT_HERE))
+    PROOF_TIMINGS["check mode: loki, alloy, grafana"] = time.monotonic() - t
+    assert cp.returncode == 0, _ok(cp)
+    task, failed_steps = None, []
+    for line in cp.stdout.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line.rstrip(" *")
+        elif line.startswith("fatal:"):
+            failed_steps.append(task)
+    unexpected = [step for step in failed_steps if not NEEDS_GRAFANA_REPO.match(step)]
+    assert not unexpected, unexpected
+    for step in ("loki : Write the Loki config from the repo",
+                 "loki : Deploy the repo's Loki rules",
+                 "alloy : Write the Alloy config from the repo",
+                 "grafana : Write grafana.ini",
+                 "grafana : Deploy the repo's datasources with the inventory's URLs",
+                 "grafana : Deploy the repo's dashboard providers",
+                 "grafana : Deploy the repo's dashboards"):
+        assert f"TASK [{step}]" in cp.stdout, step
+        assert f"TASK [{step}]" not in failed_steps, step
+    NOT_EXECUTED.append("check mode of loki, alloy, grafana: configuration steps ran; these "
+                        f"failed as expected without the Grafana repo: {len(failed_steps)} steps")
