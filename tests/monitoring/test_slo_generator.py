@@ -47,6 +47,7 @@ def test_every_burn_rate_window_pair_is_generated_for_each_slo():
     assert got == expected
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: apt-get install prometheus")
 def test_changing_an_objective_changes_rules_and_tests_together(tmp_path):
     """Tighten availability to 99.99%: thresholds and expectations move, and still agree."""
