@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Local Alertmanager receiver: append every notification POSTed to it as one JSON line to a file.
 
-Usage: alert_log_receiver.py --file /var/lib/vigil-alerts/notifications.jsonl
+Usage: alert_log_receiver.py --file /var/log/vigil-alerts/alerts.jsonl
            [--listen 127.0.0.1:9095]
 
 Stdlib only, so the appliance runs it with the system Python. Any POST path is accepted (the

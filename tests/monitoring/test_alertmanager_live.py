@@ -30,7 +30,7 @@ def _alert(name, severity, service, **labels):
         "labels": {"alertname": name, "severity": severity, "service": service, **labels},
         "annotations": {
             "summary": f"{name} summary", "description": f"{name} is bad: 42% of requests",
-            "runbook_url": f"/runbooks/x.md#{name.lower()}",
+            "runbook_url": f"/runbooks/node.md#{name.lower()}",
             "dashboard": "/d/vigil-api-overview/vigil-api-service-overview",
         },
         "startsAt": now.isoformat(),
@@ -50,7 +50,7 @@ def stack(tmp_path_factory):
             "alertmanager_heartbeat_url": f"{receiver}/heartbeat",
             "alertmanager_group_wait": "1s", "alertmanager_page_group_wait": "1s",
             "alertmanager_group_interval": "1s", "alertmanager_heartbeat_interval": "1s",
-            "alertmanager_runbook_base_url": "http://vigil.test",
+            "alertmanager_runbook_base_url": "http://vigil.test/docs/runbooks/",
             "alertmanager_grafana_url": "http://vigil.test:3000",
         })
         with run_alertmanager(tmp, config) as url:
@@ -127,5 +127,5 @@ def test_slack_message_says_what_where_how_bad_and_links_runbook_and_dashboard(s
     assert "What: NodeHighCpu summary" in text
     assert "Where: service host, instance vigil:9100" in text
     assert "How bad: ticket. NodeHighCpu is bad: 42% of requests" in text
-    assert "Runbook: http://vigil.test/runbooks/x.md#nodehighcpu" in text
+    assert "Runbook: http://vigil.test/docs/runbooks/node.md#nodehighcpu" in text
     assert "Dashboard: http://vigil.test:3000/d/vigil-api-overview/" in text
