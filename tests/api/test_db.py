@@ -1,12 +1,15 @@
 """The database layer: URL mapping, pooling, WAL, per-statement timing signal, health checks."""
 import os
+import threading
 
 import pytest
+from conftest import make_app
 from peewee import DatabaseError
 from playhouse.pool import PooledPostgresqlDatabase
 
 from api import create_app, events
 from api.db import TimedPooledPostgresqlDatabase, TimedSqliteDatabase, database, pool_stats
+from api.migrate import upgrade
 from api.sessions import count_active_sessions
 
 
@@ -34,8 +37,6 @@ def test_postgres_urls_are_pooled(tmp_path, scheme):
 
 @pytest.mark.postgres
 def test_pool_stats_count_connections(postgres_url):
-    from conftest import make_app
-
     app = make_app(postgres_url, DB_POOL_MAX=5)
     try:
         with app.app_context():
@@ -108,3 +109,30 @@ def test_count_active_sessions(app, auth):
     auth.login(account.email, account.password)
     with app.app_context():
         assert count_active_sessions() == 2
+
+
+@pytest.mark.postgres
+def test_an_exhausted_pool_is_a_503_not_a_hang(postgres_url):
+    app = make_app(postgres_url, DB_POOL_MAX=1, DB_POOL_WAIT_SECONDS=0.2)
+    with app.app_context():
+        upgrade()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_only_connection():
+        database.connect()
+        holding.set()
+        release.wait(10)
+        database.close()
+
+    holder = threading.Thread(target=hold_the_only_connection)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        r = app.test_client().get("/api/v1/content", headers={"Authorization": "Bearer x"})
+        assert r.status_code == 503
+        assert r.mimetype == "application/problem+json" and r.headers["Retry-After"]
+    finally:
+        release.set()
+        holder.join(10)
+        database.obj.close_all()
+    assert app.test_client().get("/health/ready").status_code == 200
