@@ -121,13 +121,14 @@ def test_stress_steps_up_until_the_last_step():
         params={"step_users": 10, "step_duration": 60, "max_steps": 10},
         fail_step=0,
     )
+    rate = 10 / 15  # each step's new users spread over its first quarter
     assert ticks(result) == {
-        0: (10, 10.0),
-        59: (10, 10.0),
-        60: (20, 10.0),
-        119: (20, 10.0),
-        120: (30, 10.0),
-        599: (100, 10.0),
+        0: (10, rate),
+        59: (10, rate),
+        60: (20, rate),
+        119: (20, rate),
+        120: (30, rate),
+        599: (100, rate),
         600: None,
     }
     assert (result["held"], result["broke"]) == (100, None)
@@ -140,7 +141,7 @@ def test_stress_stops_at_the_first_step_that_breaks():
         params={"step_users": 4, "step_duration": 5, "max_steps": 8},
         fail_step=3,
     )
-    assert ticks(result) == {0: (4, 4.0), 5: (8, 4.0), 10: (12, 4.0), 15: None, 20: None, 25: None}
+    assert ticks(result) == {0: (4, 3.2), 5: (8, 3.2), 10: (12, 3.2), 15: None, 20: None, 25: None}
     assert (result["held"], result["broke"]) == (8, 12)
 
 
@@ -148,7 +149,7 @@ def test_stress_can_break_on_the_first_step():
     result = probe(
         "stress", [0, 5], params={"step_users": 4, "step_duration": 5, "max_steps": 3}, fail_step=1
     )
-    assert ticks(result) == {0: (4, 4.0), 5: None}
+    assert ticks(result) == {0: (4, 3.2), 5: None}
     assert (result["held"], result["broke"]) == (0, 4)
 
 
