@@ -170,6 +170,17 @@ def overview():
         ts("Faults injected", "Requests the fault switches failed or slowed, per second, by "
            "kind.", (f"sum by (kind) (rate(vigil_faults_injected_total{{{API}}}[{RATE}]))",
                      "{{kind}}"), unit="ops"),
+        row("Load test (job locust, only while a Locust run is scraped)"),
+        ts("Load test users and throughput", "Simulated users and the requests per second "
+           "Locust sends (all routes), from the load-test exporter; empty when no load test "
+           "runs.", ('sum(locust_users{job="locust"})', "users"),
+           ('sum(locust_requests_current_rps{job="locust", name="Aggregated"})', "requests/s"),
+           ('sum(locust_requests_current_fail_per_sec{job="locust", name="Aggregated"})',
+            "failures/s")),
+        ts("Load test response time", "Response-time quantiles Locust measures on the client "
+           "side (last ~10 s); compare with the server-side latency panel above.",
+           ('max by (quantile) (locust_response_time_seconds{job="locust", '
+            'name="Aggregated"})', "p{{quantile}}"), unit="s"),
         row("Logs"),
         {**logs("API error log lines", "The API's JSON log lines at level error or for a 5xx "
                 "response, from Loki. Expand a line for request_id and trace_id.",

@@ -1,6 +1,8 @@
 """Every metric a rule or dashboard queries exists: exporters per inventory, API per live scrape."""
 import importlib.util
 import json
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -64,3 +66,27 @@ def test_every_api_metric_used_is_served_by_a_live_api(tmp_path, postgres_url):
     # Exporters serve process_* too, so name the API's own copies explicitly.
     assert {"vigil_db_pool_connections", "vigil_fault_active", "flask_http_request_total",
             "process_cpu_seconds_total", "process_resident_memory_bytes"} <= scraped
+
+
+LOCUST_SCRAPE = """
+from locust.env import Environment
+from prometheus_client import CollectorRegistry, generate_latest
+from loadtest.exporter import LocustCollector
+env = Environment()
+env.create_local_runner()
+registry = CollectorRegistry(auto_describe=False)
+registry.register(LocustCollector(env, "inventory"))
+print(generate_latest(registry).decode())
+env.runner.quit()
+"""
+
+
+def test_locust_inventory_matches_what_the_load_test_exporter_serves():
+    """Run the real exporter collector over a real Locust runner (in a subprocess: gevent)."""
+    done = subprocess.run([sys.executable, "-c", LOCUST_SCRAPE], cwd=rf.ROOT, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    served = inventory.metric_names(done.stdout)
+    assert rf.load_inventory()["locust"] <= served
+    used = {m for m in used_metrics() if m.startswith("locust_")}
+    assert used and used <= served
