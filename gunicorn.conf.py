@@ -6,6 +6,7 @@ master starts; when a worker exits the master folds its counters into an archive
 deletes its files (api.metrics.retire_process), so recycling workers keeps counts exact
 and the directory bounded.
 """
+import glob
 import multiprocessing
 import os
 import shutil
@@ -35,8 +36,12 @@ if _telemetry not in ("on", "off"):
 
 # The environment is set before anything imports prometheus_client, which picks its
 # multiprocess value class at import time. A config reload (HUP) keeps the same directory.
+# Wiped here, at the first load, before a preloaded app could create files in it.
 if _telemetry == "on" and "_VIGIL_METRICS_DIR_OWNED" not in os.environ:
     _dir, _owned = _metrics_dir()
+    os.makedirs(_dir, exist_ok=True)
+    for _stale in glob.glob(os.path.join(_dir, "*.db")):
+        os.remove(_stale)  # counts of an earlier run belong to pids that are gone
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _dir
     os.environ["_VIGIL_METRICS_DIR_OWNED"] = "1" if _owned else "0"
 
@@ -62,12 +67,9 @@ accesslog = "-" if _telemetry == "on" else None
 
 
 def on_starting(server):
-    """Start from an empty metrics directory: files of an earlier run belong to dead pids."""
+    """Say where the metrics live (wiped when this file was first loaded)."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
-        from api.metrics import wipe_directory
-
-        wipe_directory(directory)
         server.log.info("metrics directory %s", directory)
 
 

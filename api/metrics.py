@@ -270,13 +270,6 @@ def retire_process(pid, directory=None):
             os.remove(path)
 
 
-def wipe_directory(directory):
-    """Remove every metrics file (start of a gunicorn run: old counts belong to old pids)."""
-    os.makedirs(directory, exist_ok=True)
-    for path in glob.glob(os.path.join(directory, "*.db")):
-        os.remove(path)
-
-
 def _git_revision():
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():

@@ -1,0 +1,53 @@
+"""Worker recycling: hundreds of dead workers, exact counters, a bounded metrics directory."""
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.servers import run_api
+from tests.telemetry.conftest import access_lines, scrape
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+WORKERS = 4
+MAX_REQUESTS = 2
+REQUESTS = 600
+SCRAPE_EVERY = 100
+#: A file set (counter, histogram, live-sum gauge) per live worker, the two archives, the lock.
+#: Without the archive this grows by a file set per dead worker: over a thousand files here.
+MAX_FILES = WORKERS * 3 + 2 + 1
+
+
+def test_recycled_workers_keep_exact_counts_in_a_bounded_directory(tmp_path):
+    # Preloading makes a worker (re)start a fork instead of an app import, so hundreds of
+    # recycles take seconds; the archive path is the same as without preload.
+    env = {"VIGIL_PRELOAD": "on", "VIGIL_MAX_REQUESTS": str(MAX_REQUESTS),
+           "VIGIL_MAX_REQUESTS_JITTER": "0"}
+    with run_api(tmp_path, workers=WORKERS, env=env) as api:
+        labels = {"method": "GET", "route": "unmatched", "status": "404"}
+        seen = []
+        largest_directory = 0
+        with ThreadPoolExecutor(WORKERS) as pool:
+            for batch in range(0, REQUESTS, SCRAPE_EVERY):
+                statuses = pool.map(
+                    lambda i: requests.get(f"{api.url}/recycle/{i}", timeout=30).status_code,
+                    range(batch, batch + SCRAPE_EVERY))
+                assert list(statuses) == [404] * SCRAPE_EVERY
+                # Every answered request was counted before its response left the worker,
+                # so each scrape is exact, even while workers die around it.
+                seen.append(scrape(api).value("flask_http_request_total", **labels))
+                largest_directory = max(largest_directory,
+                                        len(list(api.metrics_dir.iterdir())))
+        assert seen == list(range(SCRAPE_EVERY, REQUESTS + 1, SCRAPE_EVERY))
+
+        pids = {line["pid"] for line in access_lines(api)}
+        assert len(pids) >= 250, f"only {len(pids)} workers served requests"
+        final = scrape(api)
+        assert final.value("flask_http_request_total", **labels) == REQUESTS
+        assert final.value("flask_http_request_duration_seconds_count", **labels) == REQUESTS
+        names = sorted(p.name for p in api.metrics_dir.iterdir())
+        assert largest_directory <= MAX_FILES and len(names) <= MAX_FILES, names
+        assert "counter_archive.db" in names and "histogram_archive.db" in names
+        # Live-sum gauges and per-process series of the dead are gone too.
+        live = {int(lbl["pid"]) for lbl, _ in final.series("vigil_process_cpu_seconds_total")}
+        assert len(live) == WORKERS + 1
