@@ -49,9 +49,9 @@ def login(data):
 
 @bp.post("/refresh")
 @bp.doc(security=BEARER, description="Present the refresh token as the bearer token.")
+@jwt_required(refresh=True)
 @bp.response(200, TokenPairSchema)
 @bp.alt_response(401, response="UNAUTHORIZED")
-@jwt_required(refresh=True)
 def refresh():
     """Spend a refresh token for a new token pair; a reused one revokes the session."""
     try:
@@ -62,9 +62,9 @@ def refresh():
 
 @bp.post("/logout")
 @bp.doc(security=BEARER)
+@jwt_required()
 @bp.response(204)
 @bp.alt_response(401, response="UNAUTHORIZED")
-@jwt_required()
 def logout():
     """Revoke this session: its access and refresh tokens stop working."""
     revoke_family(get_jwt()["sid"], reason="logout")
@@ -74,9 +74,9 @@ def logout():
 
 @bp.post("/logout-all")
 @bp.doc(security=BEARER)
+@jwt_required()
 @bp.response(204)
 @bp.alt_response(401, response="UNAUTHORIZED")
-@jwt_required()
 def logout_all():
     """Revoke every session of the caller."""
     revoke_user_sessions(get_jwt_identity(), reason="logout_all")

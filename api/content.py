@@ -44,10 +44,10 @@ def _with_etag(item, status=200, location=False):
 
 @bp.get("")
 @bp.doc(security=BEARER)
+@jwt_required()
 @bp.arguments(ContentQuerySchema, location="query", as_kwargs=True)
 @bp.response(200, ContentPageSchema)
 @bp.alt_response(401, response="UNAUTHORIZED")
-@jwt_required()
 def list_content(limit, cursor=None, owner=None, published=None, q=None):
     """Published items of everyone plus the caller's drafts, newest first."""
     query = list_visible(get_jwt_identity(), owner=owner, published=published, q=q)
@@ -61,11 +61,11 @@ def list_content(limit, cursor=None, owner=None, published=None, q=None):
 
 @bp.post("")
 @bp.doc(security=BEARER)
+@jwt_required()
 @bp.arguments(ContentCreateSchema)
 @bp.response(201, ContentSchema, headers={**ETAG_HEADER, "Location": {
     "description": "URL of the new item", "schema": {"type": "string"}}})
 @bp.alt_response(401, response="UNAUTHORIZED")
-@jwt_required()
 def create(data):
     """Create an item owned by the caller."""
     return _with_etag(create_item(get_jwt_identity(), **data), 201, location=True)
@@ -73,11 +73,11 @@ def create(data):
 
 @bp.get("/<id>")
 @bp.doc(security=BEARER, parameters=[IF_NONE_MATCH])
+@jwt_required()
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
 @bp.alt_response(304, response="NOT_MODIFIED")
 @bp.alt_response(401, response="UNAUTHORIZED")
 @bp.alt_response(404, response="NOT_FOUND")
-@jwt_required()
 def read(id):
     """One item; If-None-Match with its ETag answers 304."""
     item = find_visible(id, get_jwt_identity())
@@ -91,13 +91,13 @@ def read(id):
 
 @bp.patch("/<id>")
 @bp.doc(security=BEARER, parameters=[IF_MATCH])
+@jwt_required()
 @bp.arguments(ContentPatchSchema)
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
 @bp.alt_response(401, response="UNAUTHORIZED")
 @bp.alt_response(403, response="FORBIDDEN")
 @bp.alt_response(404, response="NOT_FOUND")
 @bp.alt_response(412, response="PRECONDITION_FAILED")
-@jwt_required()
 def patch(data, id):
     """Change some fields (owner only); If-Match guards against lost updates."""
     return _guarded(lambda: _with_etag(
@@ -106,12 +106,12 @@ def patch(data, id):
 
 @bp.delete("/<id>")
 @bp.doc(security=BEARER, parameters=[IF_MATCH])
+@jwt_required()
 @bp.response(204)
 @bp.alt_response(401, response="UNAUTHORIZED")
 @bp.alt_response(403, response="FORBIDDEN")
 @bp.alt_response(404, response="NOT_FOUND")
 @bp.alt_response(412, response="PRECONDITION_FAILED")
-@jwt_required()
 def delete(id):
     """Delete an item (owner only)."""
     return _guarded(lambda: delete_item(id, get_jwt_identity(), request.if_match))

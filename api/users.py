@@ -21,9 +21,9 @@ def current_user():
 
 @bp.get("/me")
 @bp.doc(security=BEARER)
+@jwt_required()
 @bp.response(200, UserSchema)
 @bp.alt_response(401, response="UNAUTHORIZED")
-@jwt_required()
 def me():
     """The caller's account."""
     return current_user()
@@ -31,10 +31,10 @@ def me():
 
 @bp.post("/me/password")
 @bp.doc(security=BEARER)
+@jwt_required()
 @bp.arguments(PasswordChangeSchema)
 @bp.response(204)
 @bp.alt_response(401, response="UNAUTHORIZED")
-@jwt_required()
 def password(data):
     """Change the password; every other session is revoked."""
     if not change_password(current_user(), data["current_password"], data["new_password"],

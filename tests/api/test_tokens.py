@@ -80,3 +80,15 @@ def test_refresh_needs_a_token(client):
     r = client.post("/api/v1/auth/refresh")
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/api/v1/content", {"title": ""}),
+    ("GET", "/api/v1/content?limit=0", None),
+    ("PATCH", f"/api/v1/content/{uuid.uuid4()}", {"nope": 1}),
+    ("POST", "/api/v1/users/me/password", {}),
+])
+def test_authentication_comes_before_validation(client, method, path, body):
+    """An anonymous caller learns nothing from validation errors: 401 first."""
+    r = client.open(path, method=method, json=body)
+    assert r.status_code == 401
