@@ -79,10 +79,20 @@ class SpikeShape(StagedShape):
             self.timeline, self.drop_at, self.stages()[-1].until, RECOVERY_WINDOW, healthy
         )
 
+    def after_drop(self) -> list[dict]:
+        """The trailing windows judged for recovery, so a reader can see the curve."""
+        ends = [s.t for s in self.timeline.samples if s.t >= self.drop_at + RECOVERY_WINDOW]
+        return [self.timeline.window(t - RECOVERY_WINDOW, t).summary() for t in ends]
+
     def report(self) -> dict:
         if self.timeline is None:
             return super().report()
-        return {**super().report(), "windows": self.windows(), "recovery_s": self.recovery()}
+        return {
+            **super().report(),
+            "windows": self.windows(),
+            "recovery_s": self.recovery(),
+            "after_drop": self.after_drop(),
+        }
 
     def run_figures(self) -> tuple[dict, dict]:
         if self.timeline is None:

@@ -306,6 +306,7 @@ def test_spike_measures_recovery(live_api, tmp_path, run_locust):
     assert 0 <= shape["recovery_s"] < 10
     assert shape["windows"]["spike"]["users"] == 6
     assert all(shape["windows"][w]["requests"] > 0 for w in ("baseline", "spike", "after"))
+    assert shape["after_drop"] and all(w["requests"] > 0 for w in shape["after_drop"])
 
 
 NEVER_ENDING = '''
