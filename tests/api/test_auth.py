@@ -110,14 +110,15 @@ def test_nine_failures_do_not_lock_and_success_resets_the_count(client, auth):
     assert client.post(LOGIN, json={"email": email, "password": password}).status_code == 200
 
 
-@pytest.mark.parametrize("app_config", [{"LOCKOUT_THRESHOLD": 3, "LOCKOUT_WINDOW_SECONDS": 2}])
+@pytest.mark.parametrize("app_config", [{"LOCKOUT_THRESHOLD": 3, "LOCKOUT_WINDOW_SECONDS": 4}])
 def test_lockout_threshold_and_window_are_configurable_and_lift(client, auth):
     email, password = auth.register()
     _fail(client, email, 3)
     r = client.post(LOGIN, json={"email": email, "password": password})
     assert r.status_code == 429
-    assert 1 <= int(r.headers["Retry-After"]) <= 2
-    time.sleep(2.1)
+    retry_after = int(r.headers["Retry-After"])
+    assert 1 <= retry_after <= 4
+    time.sleep(retry_after + 0.1)
     assert client.post(LOGIN, json={"email": email, "password": password}).status_code == 200
 
 

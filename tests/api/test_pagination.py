@@ -1,7 +1,8 @@
 """Keyset pagination stays exact while other clients insert concurrently."""
 import threading
+import time
 
-from conftest import make_app
+from conftest import make_app, wait_until
 
 CONTENT = "/api/v1/content"
 
@@ -20,16 +21,20 @@ def test_pages_skip_and_repeat_nothing_under_concurrent_inserts(app, client, aut
     inserted, errors = [], []
 
     def insert_forever():
-        while not stop.is_set() and len(inserted) < 500:
+        while not stop.is_set() and len(inserted) < 2000:
             r = writer.post(CONTENT, headers=account.headers,
                             json={"title": "concurrent", "is_published": True})
             (inserted if r.status_code == 201 else errors).append(r.status_code)
+            time.sleep(0.01)  # a steady stream, not a flood the reader can never page past
 
     thread = threading.Thread(target=insert_forever)
     thread.start()
     try:
         seen, cursor, pages = [], None, 0
-        while pages < 100:
+        while pages < 200:
+            # make sure at least one insert lands between every two pages
+            before = len(inserted)
+            assert wait_until(lambda b=before: len(inserted) > b, timeout=10), errors[:5]
             query = f"limit=4&cursor={cursor}" if cursor else "limit=4"
             page = client.get(f"{CONTENT}?{query}", headers=account.headers)
             assert page.status_code == 200, page.json
@@ -42,6 +47,6 @@ def test_pages_skip_and_repeat_nothing_under_concurrent_inserts(app, client, aut
         stop.set()
         thread.join(timeout=30)
     assert not errors
-    assert inserted, "the writer never inserted while we paged"
+    assert pages >= 8, "30 items in pages of 4 take 8 pages"
     assert len(seen) == len(set(seen)), "an item was repeated"
     assert existing <= set(seen), "an item was skipped"
