@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from tests.servers import run_api
-from tests.telemetry.conftest import FAST_ENV, access_lines, log_lines, sign_up, wait_for
+from tests.telemetry.live import FAST_ENV, access_lines, log_lines, sign_up, wait_for
 
 pytestmark = pytest.mark.stack
 

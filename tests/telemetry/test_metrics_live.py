@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.servers import ROOT, run_api
-from tests.telemetry.conftest import FAST_ENV, access_lines, scrape, sign_up, wait_for
+from tests.telemetry.live import FAST_ENV, access_lines, scrape, sign_up, wait_for
 
 pytestmark = pytest.mark.stack
 

@@ -5,7 +5,7 @@ import pytest
 import requests
 
 from tests.servers import run_api
-from tests.telemetry.conftest import access_lines, scrape
+from tests.telemetry.live import access_lines, scrape
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""Helpers for the telemetry tests: scrape /metrics, read the JSON log, sign users up."""
+"""What the live telemetry tests share: scrape /metrics, read the JSON log, sign users up."""
 import json
 import time
 import uuid
