@@ -75,8 +75,6 @@ def _prepare(environment, runner, **_kw) -> None:
             parse_duration(options.time_margin)
     except (UnsafeHost, thresholds.ThresholdError, ValueError) as exc:
         _refuse(str(exc))
-    if shape.wants_timeline:
-        shape.timeline = Timeline()
     if options.prometheus_port:
         _state["exporter"] = exporter.serve(
             environment, shape.scenario, options.prometheus_bind, options.prometheus_port
@@ -104,13 +102,19 @@ def _hard_stop(environment, bound: float) -> None:
 
 @events.test_start.add_listener
 def _started(environment, **_kw) -> None:
-    if isinstance(environment.runner, WorkerRunner) or "started" in _state:
+    if isinstance(environment.runner, WorkerRunner):
         return
     shape = environment.shape_class
+    for name in ("guard", "sampler"):  # a new run from the web UI starts afresh
+        if name in _state:
+            _state.pop(name).kill(block=False)
+    shape.restart()
+    _state.pop("overran", None)
     _state["started"] = time.time()
     # Read now: by the time Locust quits, the master has already let its workers go.
     _state["workers"] = len(getattr(environment.runner, "clients", {}) or {})
-    if shape.timeline is not None:
+    if shape.wants_timeline:
+        shape.timeline = Timeline()
         _state["sampler"] = gevent.spawn(_sample, environment)
     # Every run ends by itself: the shape's end, plus a margin for stopping users.
     planned = shape.planned_duration()

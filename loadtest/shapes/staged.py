@@ -55,6 +55,9 @@ class StagedShape(LoadTestShape):
     def build_stages(self, p: ShapeParams) -> list[Stage]:
         raise NotImplementedError
 
+    def restart(self) -> None:
+        """Forget what an earlier run decided (the web UI can start several runs)."""
+
     def planned_duration(self) -> float:
         """How long the run lasts when nothing stops it early."""
         return self.stages()[-1].until

@@ -41,6 +41,9 @@ class StressShape(StagedShape):
         super().__init__(params)
         self.wants_timeline = True
         self._judge = judge
+        self.restart()
+
+    def restart(self) -> None:
         self.judged = 0  # steps judged so far
         self.held_users = 0
         self.broke_at: int | None = None  # users of the step that failed
