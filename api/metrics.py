@@ -188,11 +188,11 @@ def _register_request_hooks(app):
 
     if pool_stats() is not None:
         def update_pool(exc):
-            # Teardowns run in reverse order of registration, so this runs after the API
-            # released its connection: the gauge shows the pool between requests.
+            # App-context teardowns run last, and in reverse order of registration, so this
+            # runs after the API released its connection: the pool as it is between requests.
             _update_pool(metrics)
 
-        app.teardown_request(update_pool)
+        app.teardown_appcontext(update_pool)
 
     handle_user_exception = app.handle_user_exception
 
