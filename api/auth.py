@@ -1,7 +1,6 @@
 """The auth blueprint: register, login, refresh (rotation), logout, logout-all."""
 from flask import current_app
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
-from flask_smorest import Blueprint
 
 from api import events
 from api.accounts import (
@@ -12,10 +11,11 @@ from api.accounts import (
     register_user,
 )
 from api.errors import problem
+from api.extensions import ApiBlueprint
 from api.schemas import LoginSchema, RegisteredSchema, RegisterSchema, TokenPairSchema
 from api.sessions import SessionRejected, revoke_family, revoke_user_sessions, rotate
 
-bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Accounts and tokens")
+bp = ApiBlueprint("auth", __name__, url_prefix="/api/v1/auth", description="Accounts and tokens")
 BEARER = [{"bearer": []}]
 
 

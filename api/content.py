@@ -1,7 +1,6 @@
 """The content blueprint: CRUD with ETags and owner-only changes."""
 from flask import Response, request
 from flask_jwt_extended import get_jwt_identity, jwt_required
-from flask_smorest import Blueprint
 
 from api.content_store import (
     EditConflict,
@@ -14,6 +13,7 @@ from api.content_store import (
     update_item,
 )
 from api.errors import problem, validation_problem
+from api.extensions import ApiBlueprint
 from api.models import Content
 from api.pagination import BadCursor, keyset_page
 from api.schemas import (
@@ -24,7 +24,7 @@ from api.schemas import (
     ContentSchema,
 )
 
-bp = Blueprint("content", __name__, url_prefix="/api/v1/content", description="Content items")
+bp = ApiBlueprint("content", __name__, url_prefix="/api/v1/content", description="Content items")
 BEARER = [{"bearer": []}]
 IF_MATCH = {"in": "header", "name": "If-Match", "required": False,
             "schema": {"type": "string"},

@@ -1,10 +1,13 @@
 """Flask extensions Vigil binds in the factory: the OpenAPI-generating Api and the JWT manager."""
 import http
+import json
 
 from flask import g
 from flask_jwt_extended import JWTManager
 from flask_smorest import Api
+from flask_smorest import Blueprint as SmorestBlueprint
 from flask_smorest.utils import prepare_response
+from webargs.flaskparser import FlaskParser
 
 from api import errors
 from api.sessions import token_is_revoked
@@ -30,6 +33,22 @@ class ProblemApi(Api):
         response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
         prepare_response(response, self.spec, errors.PROBLEM_MIMETYPE)
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+
+class BoundedJsonParser(FlaskParser):
+    """webargs' parser, answering 400 (not 500) to JSON nested deeper than Python recurses."""
+
+    def _raw_load_json(self, req):
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError as e:
+            raise json.JSONDecodeError("JSON nested too deeply", "", 0) from e
+
+
+class ApiBlueprint(SmorestBlueprint):
+    """The blueprint every API resource uses: flask-smorest's, with the bounded parser."""
+
+    ARGUMENTS_PARSER = BoundedJsonParser()
 
 
 def _unauthorized(detail):

@@ -7,12 +7,17 @@ PASSWORD_LENGTH = validate.Length(min=12, max=128)
 
 
 class Text(fields.String):
-    """A string without NUL characters, which PostgreSQL cannot store or compare."""
+    """A string a database can store: valid UTF-8 (no lone surrogates) and no NUL."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
         if "\x00" in value:
             raise ValidationError("Must not contain NUL (\\u0000) characters.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            # JSON allows "\ud800"; no database driver can encode it
+            raise ValidationError("Must be valid Unicode (no lone surrogates).") from e
         return value
 
 

@@ -2,14 +2,14 @@
 import click
 from flask import Blueprint as FlaskBlueprint
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
-from flask_smorest import Blueprint
 
 from api.accounts import change_password, deactivate_user
 from api.errors import validation_problem
+from api.extensions import ApiBlueprint
 from api.models import User
 from api.schemas import PasswordChangeSchema, UserSchema
 
-bp = Blueprint("users", __name__, url_prefix="/api/v1/users", description="The caller's account")
+bp = ApiBlueprint("users", __name__, url_prefix="/api/v1/users", description="The caller's account")
 cli = FlaskBlueprint("users_cli", __name__, cli_group="users")
 BEARER = [{"bearer": []}]
 

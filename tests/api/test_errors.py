@@ -97,10 +97,28 @@ def test_error_responses_echo_the_request_id_header(client):
     assert r.json["request_id"] == r.headers["X-Request-ID"]
 
 
-@pytest.mark.parametrize("body", [{"title": "nul\u0000byte"}, {"title": "ok", "body": "a\u0000"}])
+@pytest.mark.parametrize("body", [{"title": "nul\u0000byte"}, {"title": "ok", "body": "a\u0000"},
+                                  {"title": "lone \ud800 surrogate"}])
 def test_nul_characters_are_422_not_500(client, auth, body):
     """PostgreSQL cannot store NUL in text; schemathesis found this as a 500."""
     r = client.post("/api/v1/content", json=body, headers=auth.signup().headers)
     _is_problem(r, 422)
     r = client.get("/api/v1/content?q=a%00b", headers=auth.signup().headers)
     _is_problem(r, 422)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"email": "\\ud800@example.com", "password": "correct horse battery"}',
+    b'{"email": "a@example.com", "password": "\\udfff correct horse battery"}',
+])
+def test_lone_surrogates_are_422_not_500(client, raw):
+    for path in ("/api/v1/auth/register", "/api/v1/auth/login"):
+        r = client.post(path, data=raw, content_type="application/json")
+        _is_problem(r, 422)
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"a":' * 50_000], ids=["arrays", "objects"])
+def test_absurdly_nested_json_is_a_client_error(client, raw):
+    r = client.post("/api/v1/auth/register", data=raw, content_type="application/json")
+    assert 400 <= r.status_code < 500
+    assert r.mimetype == "application/problem+json"
