@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import click
-from flask import current_app, request
+from flask import request
 from flask.cli import AppGroup
 from peewee import (
     CharField,
@@ -93,7 +93,10 @@ class _Switches:
 
 
 def _switches(app):
-    return app.extensions.setdefault("vigil_faults", _Switches())
+    switches = app.extensions.get("vigil_faults")
+    if switches is None:
+        switches = app.extensions["vigil_faults"] = _Switches()
+    return switches
 
 
 def active_switches(app):
@@ -101,9 +104,8 @@ def active_switches(app):
     return _switches(app).current()
 
 
-def _inject():
+def _inject(switches):
     """before_request: apply the latency and error switches to API requests."""
-    switches = _switches(current_app)
     if not switches.active and time.monotonic() - switches.fetched < POLL_SECONDS:
         return None  # the common case: nothing on, nothing to read
     if not is_tracked(request.url_rule):
@@ -128,7 +130,8 @@ def init_app(app):
     app.cli.add_command(faults_cli)
     if not telemetry_enabled(app):
         return
-    app.before_request(_inject)
+    switches = _switches(app)
+    app.before_request(lambda: _inject(switches))
 
     def fault_switch_readiness():
         readiness = active_switches(app).get("readiness")
