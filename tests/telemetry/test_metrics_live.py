@@ -1,5 +1,6 @@
 """Metrics scraped from real gunicorn with 4 workers: exact counts, labels, app and process data."""
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -196,3 +197,14 @@ def test_database_errors_and_exceptions_are_counted(tmp_path):
         assert after.value("vigil_active_sessions") is None
         assert after.value("vigil_build_info", version="0.1.0",
                            revision=after.series("vigil_build_info")[0][0]["revision"]) == 1
+
+
+def test_docs_list_every_exposed_metric(api):
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", (ROOT / "docs/metrics.md").read_text(),
+                                re.MULTILINE))
+    exposed = {name for name, _ in scrape(api)}
+    for suffix in ("_bucket", "_count", "_sum"):
+        exposed = {n.removesuffix(suffix) if n.startswith(("flask_http_request_duration",
+                                                           "vigil_db_query_duration")) else n
+                   for n in exposed}
+    assert exposed <= documented, exposed - documented
