@@ -1,7 +1,7 @@
 """Content rules: who sees an item, who may change it, and lost-update protection."""
 import uuid
 
-from api.db import database
+from api.db import write_transaction
 from api.models import Content, utcnow
 
 
@@ -92,7 +92,7 @@ def update_item(item_id, user_id, changes, if_match=None):
 
 def delete_item(item_id, user_id, if_match=None):
     """Delete the caller's item."""
-    with database.atomic():
+    with write_transaction():
         item = _owned(item_id, user_id)
         _check_precondition(item, if_match)
         deleted = (Content.delete()

@@ -126,6 +126,18 @@ def discard_broken_connections():
         db.close()
 
 
+def write_transaction():
+    """A transaction that reads, then writes.
+
+    On SQLite it takes the write lock up front (BEGIN IMMEDIATE): a deferred transaction
+    that read first cannot upgrade once another writer committed, and fails at once instead
+    of waiting out the busy timeout.
+    """
+    if isinstance(database.obj, SqliteDatabase):
+        return database.atomic(lock_type="IMMEDIATE")
+    return database.atomic()
+
+
 def pool_stats():
     """Connections in use, idle and the maximum, or None when the database is not pooled."""
     db = database.obj

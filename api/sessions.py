@@ -6,7 +6,7 @@ from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from api import events
-from api.db import database
+from api.db import write_transaction
 from api.models import RefreshSession, User, utcnow
 
 
@@ -47,7 +47,7 @@ def rotate(claims):
     family is revoked and the caller gets SessionRejected.
     """
     session_id, jti = claims.get("sid"), claims.get("jti")
-    with database.atomic():
+    with write_transaction():
         session = (RefreshSession.select(RefreshSession, User).join(User)
                    .where(RefreshSession.id == _uuid(session_id)).first())
         if session is None or not _live(session):
