@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,6 +47,23 @@ def _prepare(api):
     }
 
 
+def _server_cpu(api):
+    """CPU seconds used so far by the gunicorn master and its live workers."""
+    master = psutil.Process(api.pid)
+    total = 0.0
+    for proc in [master, *master.children()]:
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def _load(api, path, headers, seconds):
+    """(requests/s, server CPU microseconds per request) of one wrk run."""
+    before = _server_cpu(api)
+    rps, count = _wrk(api.url + path, headers, seconds)
+    return rps, (_server_cpu(api) - before) / count * 1e6
+
+
 def _wrk(url, headers, seconds):
     cmd = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
@@ -53,9 +71,10 @@ def _wrk(url, headers, seconds):
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True,
                          timeout=seconds + 60).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match or "Non-2xx" in out:
+    count = re.search(r"(\d+) requests in", out)
+    if not match or not count or "Non-2xx" in out:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
-    return float(match.group(1))
+    return float(match.group(1)), int(count.group(1))
 
 
 def main():
@@ -84,20 +103,30 @@ def main():
         targets = {mode: _prepare(api) for mode, api in servers.items()}
         for endpoint in endpoints:
             rates = {"on": [], "off": []}
+            cpu = {"on": [], "off": []}
             for mode in ("on", "off"):
                 path, headers = targets[mode][endpoint]
                 _wrk(servers[mode].url + path, headers, 2)  # warm-up
             for round_no in range(args.rounds):
                 for mode in ("on", "off") if round_no % 2 == 0 else ("off", "on"):
                     path, headers = targets[mode][endpoint]
-                    rates[mode].append(_wrk(servers[mode].url + path, headers, args.seconds))
+                    rps, cpu_us = _load(servers[mode], path, headers, args.seconds)
+                    rates[mode].append(rps)
+                    cpu[mode].append(cpu_us)
                 print(f"  {endpoint:<5} round {round_no + 1}: on {rates['on'][-1]:7.0f} req/s"
-                      f"  off {rates['off'][-1]:7.0f} req/s", flush=True)
+                      f" {cpu['on'][-1]:5.0f} us CPU/req   off {rates['off'][-1]:7.0f} req/s"
+                      f" {cpu['off'][-1]:5.0f} us CPU/req", flush=True)
             on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
             pair = statistics.median(a / b for a, b in zip(rates["on"], rates["off"], strict=True))
             print(f"{endpoint:<5} median on {on:7.0f} req/s  off {off:7.0f} req/s  "
                   f"ratio {on / off:.3f}  (median of paired ratios {pair:.3f}; goal >= 0.93)",
                   flush=True)
+            # Server CPU per request is steadier than req/s on a shared machine: when the
+            # server is CPU-bound, off/on CPU per request is the throughput ratio to expect.
+            cpu_on, cpu_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
+            print(f"{endpoint:<5} server CPU per request: on {cpu_on:.0f} us  "
+                  f"off {cpu_off:.0f} us  telemetry {cpu_on - cpu_off:+.0f} us  "
+                  f"CPU ratio off/on {cpu_off / cpu_on:.3f}", flush=True)
         size = servers["on"].log_path.stat().st_size
         print(f"JSON log written by the telemetry-on server: {size / 1e6:.1f} MB")
 
