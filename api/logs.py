@@ -76,6 +76,14 @@ class JsonFormatter(_JsonFormatter):
         if message_dict:
             log_record.update(message_dict)
 
+    def access_line(self, message, fields):
+        """One gunicorn.access line (newline included): the fixed fields, then ``fields``."""
+        line = {"timestamp": self._timestamp(time.time()), "level": "info",
+                "logger": _ACCESS_LOGGER, "message": message, "service": SERVICE,
+                "env": self.env, "pid": os.getpid()}
+        line.update(fields)
+        return self._encode(line) + "\n"
+
     def jsonify_log_record(self, log_record):
         """Serialise with the cached encoder (same encoder class python-json-logger uses)."""
         return self._encode(log_record)
@@ -136,9 +144,14 @@ def _start_request():
     ctx = g._get_current_object()  # one proxy lookup instead of one per attribute
     ctx.request_started = _perf_counter()
     given = environ.get("HTTP_X_REQUEST_ID")
-    ctx.request_id = given if given and _SANE_REQUEST_ID.fullmatch(given) else new_id()
+    request_id = given if given and _SANE_REQUEST_ID.fullmatch(given) else None
     parent = environ.get("HTTP_TRACEPARENT")
-    ctx.trace_id = (parent and _trace_id(parent)) or new_id()
+    trace_id = _trace_id(parent) if parent else None
+    if request_id is None and trace_id is None:  # the usual case: one draw for both
+        both = f"{_getrandbits(256):064x}"
+        request_id, trace_id = both[:32], both[32:]
+    ctx.request_id = request_id or new_id()
+    ctx.trace_id = trace_id or new_id()
 
 
 def _finish_request(response):
@@ -201,17 +214,25 @@ class GunicornLogger(glogging.Logger):
     def setup(self, cfg):
         """Install gunicorn's handlers as usual, then make them write JSON."""
         super().setup(cfg)
-        formatter = JsonFormatter()
+        self.json_formatter = formatter = JsonFormatter()
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 handler.setFormatter(formatter)
+        # The access line may skip logging's record machinery when nothing but plain
+        # stream handlers (stderr, stdout, a file) would see the record anyway.
+        self._stream_handlers = [
+            h for h in self.access_log.handlers
+            if isinstance(h, logging.StreamHandler) and not h.filters]
+        if len(self._stream_handlers) != len(self.access_log.handlers):
+            self._stream_handlers = None
 
     def access(self, resp, req, environ, request_time):
         """One line per request from a fixed list of fields (never headers or bodies).
 
-        The record is built directly instead of through ``Logger.info`` (which looks up
-        the caller's stack frame and fills a dozen unused attributes): this line is written
-        for every request, so its cost shows in requests per second.
+        The line is written for every request, so its cost shows in requests per second:
+        it is serialised once by the JSON formatter's cached python-json-logger encoder and
+        written straight to the stream handlers, without building a LogRecord (stack frame
+        lookup, a dozen unused attributes, the generic format pipeline).
         """
         if not self.cfg.accesslog:
             return
@@ -219,8 +240,8 @@ class GunicornLogger(glogging.Logger):
         method = environ.get("REQUEST_METHOD")
         path = environ.get("PATH_INFO")
         status = resp.status_code
-        record = _new_record(_ACCESS_LOGGER, f"{method} {path} {status}")
-        record.vigil_fields = {
+        message = f"{method} {path} {status}"
+        fields = {
             "request_id": facts[0], "trace_id": facts[1], "method": method,
             "route": facts[2], "path": path, "status": status,
             "duration_ms": round(request_time.total_seconds() * 1000, 3),
@@ -228,7 +249,19 @@ class GunicornLogger(glogging.Logger):
             "user_agent": environ.get("HTTP_USER_AGENT"),
         }
         try:
-            self.access_log.handle(record)
+            if self._stream_handlers is None:
+                record = _new_record(_ACCESS_LOGGER, message)
+                record.vigil_fields = fields
+                self.access_log.handle(record)
+                return
+            line = self.json_formatter.access_line(message, fields)
+            for handler in self._stream_handlers:
+                handler.acquire()
+                try:
+                    handler.stream.write(line)
+                    handler.flush()
+                finally:
+                    handler.release()
         except Exception:
             self.exception("could not write the access log line")
 
