@@ -39,6 +39,8 @@ MIRROR = os.environ.get("VIGIL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 INCLUDE = "systemd,systemd-sysv,dbus,python3,python3-venv,python3-apt,ca-certificates,iproute2"
 # The /30 networks handed to containers: host end .1, container end .2.
 POOL = ipaddress.ip_network(os.environ.get("VIGIL_APPLIANCE_POOL", "10.213.0.0/22"))
+# nspawn processes started by this Python process, kept referenced until reaped.
+_PROCS: dict[int, subprocess.Popen] = {}
 ANSIBLE_CORE_VERSION = (REPO / "appliance" / "requirements.txt").read_text().split("==")[1].strip()
 
 
@@ -175,12 +177,14 @@ class Container:
 
     def boot(self, timeout: float = 180) -> None:
         """Start systemd-nspawn, wire the veth and NAT, wait for `is-system-running`."""
-        logf = open(STATE_DIR / f"{self.name}.log", "ab")
-        proc = subprocess.Popen(
-            ["systemd-nspawn", "--register=no", "--keep-unit", "--quiet", "-D", self.root,
-             "-M", self.name, "--network-veth", f"--bind-ro={self.repo}:/vagrant", "-b"],
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
-        )
+        logpath = STATE_DIR / f"{self.name}.log"
+        with open(logpath, "ab") as logf:
+            proc = subprocess.Popen(
+                ["systemd-nspawn", "--register=no", "--keep-unit", "--quiet", "-D", self.root,
+                 "-M", self.name, "--network-veth", f"--bind-ro={self.repo}:/vagrant", "-b"],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+            )
+        _PROCS[proc.pid] = proc
         self.nspawn_pid = proc.pid
         self.save()
         self._host_network_up(deadline=time.monotonic() + 30)
@@ -188,7 +192,7 @@ class Container:
         state = ""
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"systemd-nspawn exited {proc.returncode}; see {logf.name}")
+                raise RuntimeError(f"systemd-nspawn exited {proc.returncode}; see {logpath}")
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 state = self.run("systemctl", "is-system-running", check=False,
                                  timeout=10).stdout.strip()
@@ -316,6 +320,11 @@ class Container:
 
 
 def _alive(pid: int) -> bool:
+    if pid in _PROCS:
+        if _PROCS[pid].poll() is None:
+            return True
+        del _PROCS[pid]
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,6 +1,7 @@
 """Paths and helpers shared by the appliance tests: the nspawn tooling module, the roles, tools."""
 import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,14 +19,14 @@ def load_nspawn():
     spec = importlib.util.spec_from_file_location(
         "vigil_nspawn", REPO / "appliance" / "container" / "nspawn.py")
     module = importlib.util.module_from_spec(spec)
+    # dataclasses resolve annotations through sys.modules.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
 
 def venv_bin(name):
     """A tool from the project's virtualenv (the pinned ansible-core and ansible-lint)."""
-    import sys
-
     path = Path(sys.executable).parent / name
     if not path.exists():
         pytest.fail(f"{name} is not installed in {path.parent}: run `make setup`")

@@ -28,6 +28,8 @@ class Appliance:
         self.ca = str(Path(container.root) / "etc/nginx/tls/vigil.crt")
         self.http = requests.Session()
         self.http.verify = self.ca
+        # REQUESTS_CA_BUNDLE in the environment would otherwise override verify.
+        self.http.trust_env = False
 
     def playbook(self, *args, timeout=1800):
         return self.c.ansible_playbook("-i", INVENTORY, *args, timeout=timeout)
