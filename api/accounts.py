@@ -99,8 +99,16 @@ def _record_failure(email):
 
 
 def change_password(user, current_password, new_password, session_id):
-    """Set a new password and revoke every session except the caller's; False if wrong."""
+    """Set a new password and revoke every session except the caller's; False if wrong.
+
+    Wrong current passwords count toward the login lockout (LockedOut), so a stolen access
+    token cannot be used to guess the password.
+    """
+    retry_after = lockout_retry_after(user.email)
+    if retry_after:
+        raise LockedOut(retry_after)
     if not verify_password(user.password_hash, current_password):
+        _record_failure(user.email)
         return False
     with database.atomic():
         User.update(password_hash=hash_password(new_password)).where(User.id == user.id).execute()

@@ -3,8 +3,8 @@ import click
 from flask import Blueprint as FlaskBlueprint
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
 
-from api.accounts import change_password, deactivate_user
-from api.errors import validation_problem
+from api.accounts import LockedOut, change_password, deactivate_user
+from api.errors import problem, validation_problem
 from api.extensions import ApiBlueprint
 from api.models import User
 from api.schemas import PasswordChangeSchema, UserSchema
@@ -35,10 +35,16 @@ def me():
 @bp.arguments(PasswordChangeSchema)
 @bp.response(204)
 @bp.alt_response(401, response="UNAUTHORIZED")
+@bp.alt_response(429, response="TOO_MANY_REQUESTS")
 def password(data):
     """Change the password; every other session is revoked."""
-    if not change_password(current_user(), data["current_password"], data["new_password"],
-                           session_id=get_jwt()["sid"]):
+    try:
+        changed = change_password(current_user(), data["current_password"],
+                                  data["new_password"], session_id=get_jwt()["sid"])
+    except LockedOut as e:
+        return problem(429, detail="Too many wrong passwords; try again later.",
+                       headers={"Retry-After": str(e.retry_after)})
+    if not changed:
         return validation_problem(
             [{"field": "current_password", "message": "Current password is incorrect."}])
 

@@ -69,3 +69,15 @@ def test_deactivating_an_unknown_email_fails_clearly(app):
     result = app.test_cli_runner().invoke(args=["users", "deactivate", "ghost@example.com"])
     assert result.exit_code != 0
     assert "no account" in result.output
+
+
+def test_guessing_the_current_password_locks_out(client, auth):
+    account = auth.signup()
+    guess = {"current_password": "not my password", "new_password": "a brand new passphrase"}
+    for _ in range(10):
+        assert client.post(PASSWORD, headers=account.headers, json=guess).status_code == 422
+    r = client.post(PASSWORD, headers=account.headers, json={
+        "current_password": account.password, "new_password": "a brand new passphrase"})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+    assert client.post(LOGIN, json={"email": account.email, "password": account.password}
+                       ).status_code == 429
