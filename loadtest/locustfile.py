@@ -72,7 +72,10 @@ def _prepare(environment, runner, **_kw) -> None:
         shape.stages()
         think_time(options.think_time)
         if options.time_margin:
-            parse_duration(options.time_margin)
+            try:
+                parse_duration(options.time_margin)
+            except ValueError as exc:
+                raise ValueError(f"--time-margin / VIGIL_LOAD_TIME_MARGIN: {exc}") from None
     except (UnsafeHost, thresholds.ThresholdError, ValueError) as exc:
         _refuse(str(exc))
     if options.prometheus_port:

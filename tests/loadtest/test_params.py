@@ -55,3 +55,27 @@ def test_think_time():
     for bad in ("x", "2:1", "-1:1"):
         with pytest.raises(ValueError, match="think-time"):
             think_time(bad)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--load-users", "many"], "--load-users / VIGIL_LOAD_USERS: invalid literal"),
+        (["--load-duration", "soon"], "--load-duration / VIGIL_LOAD_DURATION: not a duration"),
+        (["--load-users", "0"], "users must be greater than 0"),
+        (["--think-time", "2:1"], "need 0 <= MIN <= MAX"),
+        (["--time-margin", "later"], "--time-margin / VIGIL_LOAD_TIME_MARGIN: not a duration"),
+        (["--thresholds", "/nonexistent.yml"], "cannot read threshold file /nonexistent.yml"),
+    ],
+)
+def test_locust_refuses_bad_parameters_before_starting(run_locust, args, message):
+    done = run_locust("--headless", "--host", "http://127.0.0.1:9", *args, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert "Shape test updating" not in done.stderr
+
+
+def test_the_scenario_must_be_one_of_five(run_locust):
+    done = run_locust("--headless", "--host", "http://127.0.0.1:9", "--scenario", "chaos")
+    assert done.returncode != 0
+    assert "unknown scenario 'chaos'" in done.stderr
