@@ -3,6 +3,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -20,6 +21,7 @@ from api.migrate import upgrade
 #: Cheap argon2 for speed; tests/api/test_passwords.py checks the production defaults.
 FAST_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8, "ARGON2_PARALLELISM": 1}
 PG_START_TIMEOUT = 60
+CLUSTER_PREFIX = "vigil-pg-"
 
 
 def _free_port():
@@ -38,8 +40,10 @@ class PostgresCluster:
             pytest.skip("no PostgreSQL server binaries (apt-get install postgresql, "
                         "or set VIGIL_TEST_POSTGRES_URL)")
         self.bin = os.path.dirname(bins[-1])
-        self.dir = tempfile.mkdtemp(prefix="vigil-pg-")
+        self.dir = tempfile.mkdtemp(prefix=CLUSTER_PREFIX)
         self.data = os.path.join(self.dir, "data")
+        with open(os.path.join(self.dir, "owner.pid"), "w") as f:
+            f.write(str(os.getpid()))
         self.port = None
         # PostgreSQL refuses to run as root: run it as the postgres user then.
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -84,15 +88,46 @@ class PostgresCluster:
         self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    @classmethod
+    def reap_orphans(cls):
+        """Stop and delete clusters whose test session died without tearing them down."""
+        for path in glob.glob(os.path.join(tempfile.gettempdir(), CLUSTER_PREFIX + "*")):
+            try:
+                with open(os.path.join(path, "owner.pid")) as f:
+                    owner = int(f.read())
+                os.kill(owner, 0)
+                continue  # its session is alive
+            except (OSError, ValueError) as e:
+                if not isinstance(e, ProcessLookupError):
+                    continue  # unreadable or owner alive under another user: not ours to judge
+            orphan = cls.__new__(cls)
+            orphan.dir, orphan.data = path, os.path.join(path, "data")
+            orphan.bin = os.path.dirname(sorted(glob.glob(
+                "/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))[-1])
+            orphan.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+            orphan.destroy()
+
 
 @pytest.fixture(scope="session")
 def postgres_cluster():
     """A private PostgreSQL cluster started for this test session."""
+    PostgresCluster.reap_orphans()
+    # `timeout` and CI runners stop pytest with SIGTERM, which skips teardown by default;
+    # as KeyboardInterrupt it runs, and the cluster is stopped.
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
     cluster = PostgresCluster()
     try:
         yield cluster.start()
     finally:
         cluster.destroy()
+        if previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="session")
