@@ -135,9 +135,12 @@ class Container:
         if root.exists():
             raise RuntimeError(f"{root} exists: run `nspawn.py down --name {name}` first")
         root.mkdir(parents=True)
-        subnet = _free_subnet()
-        c = cls(name=name, root=str(root), subnet=str(subnet), repo=str(repo))
-        c.save()
+        with open(STATE_DIR / ".lock", "w") as lock:
+            # Two runs starting together must not pick the same /30.
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            subnet = _free_subnet()
+            c = cls(name=name, root=str(root), subnet=str(subnet), repo=str(repo))
+            c.save()
         with tarfile.open(tarball) as tf:
             tf.extractall(root, filter="fully_trusted")
         c._configure_rootfs()
@@ -192,7 +195,8 @@ class Container:
         state = ""
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"systemd-nspawn exited {proc.returncode}; see {logpath}")
+                tail = logpath.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"systemd-nspawn exited {proc.returncode}:\n{tail}")
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 state = self.run("systemctl", "is-system-running", check=False,
                                  timeout=10).stdout.strip()
@@ -200,7 +204,8 @@ class Container:
                     log(f"{self.name} booted ({state}) at {self.ip}")
                     return
             time.sleep(1)
-        raise RuntimeError(f"{self.name} did not boot in {timeout} s (last state {state!r})")
+        tail = logpath.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{self.name} did not boot in {timeout} s (state {state!r}):\n{tail}")
 
     def _host_network_up(self, deadline: float) -> None:
         while not Path(f"/sys/class/net/{self.veth}").exists():
@@ -293,6 +298,7 @@ class Container:
         # Bind mounts die with the container's mount namespace; nothing to unmount here.
         shutil.rmtree(self.root, ignore_errors=True)
         (STATE_DIR / f"{self.name}.json").unlink(missing_ok=True)
+        (STATE_DIR / f"{self.name}.log").unlink(missing_ok=True)
         log(f"{self.name} destroyed")
 
     # ---- state for the CLI ---------------------------------------------------------------
