@@ -1,0 +1,95 @@
+"""Role templates rendered for real inventories and checked by the tools that read them."""
+import json
+import os
+import shutil
+import subprocess
+
+import jinja2
+import pytest
+import yaml
+from appliance_env import ANSIBLE_ENV, REPO, ROLES, venv_bin
+
+
+def _inventory(name):
+    cp = subprocess.run([venv_bin("ansible-inventory"), "-i",
+                         str(REPO / "appliance" / "inventories" / name), "--list"],
+                        capture_output=True, text=True, check=True, cwd=REPO,
+                        env={**ANSIBLE_ENV, "PATH": "/usr/bin:/bin"})
+    data = json.loads(cp.stdout)
+    groups = {"all": sorted(data["_meta"]["hostvars"])}
+    for group, body in data.items():
+        if group not in ("_meta", "all"):
+            groups[group] = body.get("hosts", [])
+    return groups, data["_meta"]["hostvars"]
+
+
+def _render(role, template, groups, hostvars, **extra):
+    # The template module's settings: trim_blocks on, lstrip_blocks off.
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             keep_trailing_newline=True)
+    env.filters["to_json"] = json.dumps
+    env.filters["dirname"] = os.path.dirname
+    variables = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+    context = {"groups": groups, "hostvars": hostvars, "ansible_managed": "test",
+               "vigil_env": "test", **variables, **extra}
+    # Defaults may themselves be templates (addresses from the inventory).
+    for name, value in variables.items():
+        if isinstance(value, str) and "{{" in value:
+            context[name] = env.from_string(value).render(context)
+    return env.from_string((ROLES / role / "templates" / template).read_text()).render(context)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    return _inventory("cluster")
+
+
+def test_prometheus_targets_come_from_the_inventory(cluster, tmp_path):
+    groups, hostvars = cluster
+    rendered = yaml.safe_load(_render("prometheus", "prometheus.yml.j2", groups, hostvars,
+                                      playbook_dir=str(REPO / "playbooks")))
+    jobs = {j["job_name"]: [t for sc in j["static_configs"] for t in sc["targets"]]
+            for j in rendered["scrape_configs"]}
+    assert sorted(jobs["node"]) == ["192.168.56.21:9100", "192.168.56.22:9100",
+                                    "192.168.56.23:9100"]
+    assert jobs["vigil-api"] == ["192.168.56.22:8000"]
+    assert jobs["postgres"] == ["192.168.56.21:9187"]
+    assert sorted(jobs["alloy"]) == [f"192.168.56.2{i}:12345" for i in (1, 2, 3)]
+    assert rendered["global"]["scrape_interval"] == "15s"
+    assert rendered["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "192.168.56.23:9093"]
+
+    # A host added to a group adds its targets; an empty group adds no job.
+    groups = {**groups, "app": groups["app"] + ["app2"], "grafana": [],
+              "all": groups["all"] + ["app2"]}
+    hostvars = {**hostvars, "app2": {"vigil_private_ip": "192.168.56.24"}}
+    rendered = yaml.safe_load(_render("prometheus", "prometheus.yml.j2", groups, hostvars,
+                                      playbook_dir=str(REPO / "playbooks")))
+    jobs = {j["job_name"]: [t for sc in j["static_configs"] for t in sc["targets"]]
+            for j in rendered["scrape_configs"]}
+    assert jobs["vigil-api"] == ["192.168.56.22:8000", "192.168.56.24:8000"]
+    assert "192.168.56.24:9100" in jobs["node"] and "grafana" not in jobs
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool missing: apt-get install prometheus (.ci/apt-packages)")
+    rendered["rule_files"] = []  # the rules are checked on their own by the monitoring tests
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(rendered))
+    cp = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+
+
+@pytest.mark.parametrize("trusted", [[], ["192.168.56.0/24"]])
+def test_nftables_ruleset_is_valid_and_default_drop(trusted, tmp_path):
+    variables = {"common_firewall_trusted_networks": trusted}
+    text = _render("common", "nftables.conf.j2", {}, {}, **variables)
+    assert "policy drop;" in text.split("chain input")[1].split("}")[0]
+    assert "tcp dport { 22, 80, 443 } accept" in text
+    assert "tcp dport { 3000, 9090, 9093 } accept" in text
+    nft = shutil.which("nft") or pytest.fail("nft missing: apt-get install nftables")
+    path = tmp_path / "nftables.conf"
+    path.write_text(text)
+    # -c parses and checks against the kernel without applying anything.
+    cp = subprocess.run([nft, "-c", "-f", str(path)], capture_output=True, text=True)
+    assert cp.returncode == 0, cp.stderr
