@@ -69,7 +69,7 @@ def load_config(app, overrides=None):
     cfg["OPENAPI_URL_PREFIX"] = "/api/v1"
     cfg["OPENAPI_JSON_PATH"] = "openapi.json"
     cfg["OPENAPI_SWAGGER_UI_PATH"] = "docs"
-    cfg["OPENAPI_SWAGGER_UI_URL"] = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+    cfg["OPENAPI_SWAGGER_UI_URL"] = "/api/v1/docs/assets/"  # served by api.extensions
     return cfg
 
 

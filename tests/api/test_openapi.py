@@ -1,6 +1,7 @@
 """The OpenAPI document: served, generated from the validating schemas, and true (schemathesis)."""
 from http import HTTPStatus
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import DataGenerationMethod
@@ -49,7 +50,17 @@ def test_document_comes_from_the_validating_schemas(client):
 def test_docs_page_is_browsable(client):
     r = client.get("/api/v1/docs")
     assert r.status_code == 200 and r.mimetype == "text/html"
-    assert "openapi.json" in r.get_data(as_text=True)
+    page = r.get_data(as_text=True)
+    assert "openapi.json" in page
+    assert "cdn." not in page and "https://" not in page, "the docs page must work offline"
+
+
+@pytest.mark.parametrize("asset", ["swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
+                                   "swagger-ui.css"])
+def test_docs_assets_are_served_locally(client, asset):
+    r = client.get(f"/api/v1/docs/assets/{asset}")
+    assert r.status_code == 200 and len(r.data) > 1000
+    r.close()
 
 
 def test_every_operation_keeps_its_documented_promises(app, client, auth):
