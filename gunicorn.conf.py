@@ -85,7 +85,11 @@ def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from api.metrics import retire_process
 
-        retire_process(worker.pid)
+        try:
+            retire_process(worker.pid)
+        except OSError:
+            # Never let bookkeeping take the master down; the files stay and still count.
+            server.log.exception("could not archive the metrics of worker %s", worker.pid)
 
 
 def on_exit(server):

@@ -347,11 +347,13 @@ def process_metrics(master_pid):
     counter adds the CPU of workers the master already reaped (the kernel's children
     times), so it does not fall back each time a worker is recycled.
     """
+    procs = [("worker", psutil.Process())]
     if master_pid:
-        master = psutil.Process(master_pid)
-        procs = [("master", master)] + [("worker", p) for p in master.children()]
-    else:
-        procs = [("worker", psutil.Process())]
+        try:
+            master = psutil.Process(master_pid)
+            procs = [("master", master)] + [("worker", p) for p in master.children()]
+        except psutil.Error:  # the master is gone; this worker is about to exit too
+            pass
     cpu = CounterMetricFamily("vigil_process_cpu_seconds_total",
                               "CPU seconds (user+system) per gunicorn process",
                               labels=("role", "pid"))
