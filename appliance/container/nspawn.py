@@ -173,7 +173,8 @@ class Container:
             dest.mkdir(parents=True, exist_ok=True)
             for crt in extra.glob("*.crt"):
                 shutil.copy(crt, dest / crt.name)
-            sh("chroot", str(root), "update-ca-certificates", stdout=subprocess.DEVNULL)
+            sh("chroot", str(root), "update-ca-certificates", stdout=subprocess.DEVNULL,
+               stderr=subprocess.DEVNULL)
             (root / "etc/pip.conf").write_text(
                 "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n"
             )
@@ -243,15 +244,16 @@ class Container:
                 return int(child)
         raise RuntimeError("container systemd not started yet")
 
-    def run(self, *argv: str, check: bool = True, timeout: float = 600,
-            env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
-        """Run a command inside the container (all namespaces of its PID 1)."""
+    def run(self, *argv: str, check: bool = True, timeout: float = 600, env: dict | None = None,
+            input: str | None = None, capture: bool = True) -> subprocess.CompletedProcess:
+        """Run a command inside the container (all namespaces of its PID 1); capture=False
+        streams its output to ours (for people watching `make appliance`)."""
         envargs = [f"{k}={v}" for k, v in (env or {}).items()]
         full = ["nsenter", "-t", str(self.pid()), "-a", "env", "-i",
                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "HOME=/root", "LANG=C.UTF-8", *envargs, *argv]
-        cp = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=input)
-        if check and cp.returncode:
+        cp = subprocess.run(full, capture_output=capture, text=True, timeout=timeout, input=input)
+        if check and cp.returncode and capture:
             raise RuntimeError(
                 f"in {self.name}: {' '.join(argv)} exited {cp.returncode}\n"
                 f"--- stdout\n{cp.stdout[-6000:]}\n--- stderr\n{cp.stderr[-4000:]}"
@@ -315,11 +317,12 @@ class Container:
         """Run the same bootstrap script the Vagrantfile runs before ansible_local."""
         self.run("sh", "/vagrant/appliance/bootstrap-ansible.sh", timeout=900)
 
-    def ansible_playbook(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    def ansible_playbook(self, *args: str, timeout: float = 1800,
+                         capture: bool = True) -> subprocess.CompletedProcess:
         """ansible-playbook inside the container, local connection, from the synced /vagrant."""
         return self.run(
             "sh", "-c", 'cd /vagrant && exec ansible-playbook "$@"', "ansible-playbook", *args,
-            check=False, timeout=timeout,
+            check=False, timeout=timeout, capture=capture,
             env={"ANSIBLE_CONFIG": "/vagrant/appliance/ansible.cfg",
                  "ANSIBLE_FORCE_COLOR": "0", "PYTHONUNBUFFERED": "1"},
         )
@@ -362,7 +365,7 @@ def summary(c: Container) -> str:
         f"  Alertmanager:      http://{c.ip}:9093\n"
         f"  Grafana/Loki/Alloy: not installed in the container (Grafana's APT repo; see README)\n"
         f"  Shell:             python3 appliance/container/nspawn.py exec --name {c.name} -- bash\n"
-        f"  Stop and delete:   make appliance-down"
+        f"  Stop and delete:   make appliance-down APPLIANCE_NAME={c.name}"
     )
 
 
@@ -397,10 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         c.boot()
         if not args.no_provision:
             c.install_ansible()
-            cp = c.ansible_playbook("-i", "appliance/inventories/container", "playbooks/site.yml")
-            print(cp.stdout)
+            cp = c.ansible_playbook("-i", "appliance/inventories/container", "playbooks/site.yml",
+                                    capture=False)
             if cp.returncode:
-                print(cp.stderr, file=sys.stderr)
                 raise RuntimeError("site.yml failed (container left running for inspection; "
                                    "`make appliance-down` removes it)")
     except BaseException:

@@ -127,6 +127,19 @@ def test_verify_playbook_passes(appliance):
     assert cp.returncode == 0, _ok(cp)
 
 
+def test_secrets_are_generated_private_and_nowhere_in_the_repo(appliance):
+    files = ["/etc/vigil/api.env", "/etc/vigil/secrets/api_jwt_secret_key",
+             "/etc/vigil/secrets/postgresql_vigil_password",
+             "/etc/vigil/secrets/postgresql_postgres_exporter_password"]
+    modes = appliance.c.run("stat", "-c", "%a %U", *files).stdout.split("\n")
+    assert modes[:len(files)] == ["600 root"] * len(files)
+    key = appliance.c.run("cat", "/etc/vigil/secrets/api_jwt_secret_key").stdout
+    assert len(key) == 64
+    repo_text = "".join(p.read_text(errors="ignore") for p in Path(appliance.c.repo).rglob("*")
+                        if p.is_file())
+    assert key not in repo_text
+
+
 def test_api_serves_the_contract_through_nginx(appliance):
     http, base = appliance.http, appliance.https
     r = http.get(f"{base}/health/ready", timeout=10)
