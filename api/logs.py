@@ -30,6 +30,9 @@ _ZERO_SPAN = "0" * 16
 
 #: Key under which the app leaves request facts in the WSGI environ for gunicorn's access line.
 ENVIRON_KEY = "vigil.request"
+# The pid for access lines, without a system call per line; refreshed in forked children.
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 _getrandbits = random.getrandbits
 _perf_counter = time.perf_counter
 
@@ -80,7 +83,7 @@ class JsonFormatter(_JsonFormatter):
         """One gunicorn.access line (newline included): the fixed fields, then ``fields``."""
         line = {"timestamp": self._timestamp(time.time()), "level": "info",
                 "logger": _ACCESS_LOGGER, "message": message, "service": SERVICE,
-                "env": self.env, "pid": os.getpid()}
+                "env": self.env, "pid": _pid[0]}
         line.update(fields)
         return self._encode(line) + "\n"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 from flask import current_app, g, request
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -60,6 +60,13 @@ def multiprocess_dir():
     """The gunicorn multiprocess directory, or None when running as a single process."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
+
+# prometheus_client asks os.getpid() (a system call) on every increment to notice forks.
+# A pid cached here and refreshed in every forked child answers the same, for free.
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+if multiprocess_dir():
+    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: _pid[0])
 
 class _Instruments:
     """Every metric this process writes; built once per process, after gunicorn forked."""
