@@ -68,6 +68,7 @@ os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 if multiprocess_dir():
     values.ValueClass = values.MultiProcessValue(process_identifier=lambda: _pid[0])
 
+
 class _Instruments:
     """Every metric this process writes; built once per process, after gunicorn forked."""
 
