@@ -218,8 +218,9 @@ def _register_request_hooks(app):
 def archive_lock(directory, shared):
     """flock on the archive lock: scrapes share it, folding a dead worker takes it alone.
 
-    Waiting is bounded: a stuck holder must not stall gunicorn's master, and a rare
-    unlocked read costs at most a momentary double count, never a lost one.
+    Waiting is bounded: a stuck holder must not stall gunicorn's master. Going ahead
+    unlocked after the wait risks one scrape that double counts a dying worker or fails
+    on its vanished file, never a lost count.
     """
     fd = os.open(os.path.join(directory, ARCHIVE_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
     try:
