@@ -250,11 +250,18 @@ def test_backup_delete_restore_brings_the_data_back(appliance):
                   json={"title": "precious", "body": "keep me", "is_published": False}, timeout=10)
     assert r.status_code == 201, r.text
     item = r.json()
+    # Retention: a dump past the 14-day window goes, one inside it stays.
+    old, recent = "/var/backups/vigil/vigil-20000101T000000Z.dump", \
+        "/var/backups/vigil/vigil-20000102T000000Z.dump"
+    appliance.c.run("sh", "-c", f"touch -d '20 days ago' {old} && touch -d '2 days ago' {recent}")
     before = time.time()
     t = time.monotonic()
     cp = appliance.playbook("playbooks/backup.yml")
     PROOF_TIMINGS["backup.yml"] = time.monotonic() - t
     assert cp.returncode == 0, _ok(cp)
+    dumps = appliance.c.run("ls", "/var/backups/vigil").stdout.split()
+    assert "vigil-20000101T000000Z.dump" not in dumps and "vigil-20000102T000000Z.dump" in dumps
+    appliance.c.run("rm", recent)  # not a real dump: restore.yml must pick the newest real one
 
     assert http.delete(f"{base}/api/v1/content/{item['id']}", headers=auth,
                        timeout=10).status_code == 204
