@@ -18,7 +18,7 @@ appliance-shell: ## a root shell inside the local appliance container
 	python3 appliance/container/nspawn.py exec --name $(APPLIANCE_NAME) -- bash
 
 lint-appliance: setup ## ansible-lint (production profile) over roles and playbooks, ruff on the tooling
-	$(ANSIBLE_ENV) $(BIN)/ansible-lint --profile production appliance/roles playbooks
+	$(ANSIBLE_ENV) $(BIN)/ansible-lint --offline --profile production appliance/roles playbooks
 	$(BIN)/ruff check appliance
 
 check-appliance: setup ## syntax-check every playbook per inventory, vagrant validate per topology
