@@ -12,9 +12,8 @@ def live():
     return {"status": "ok"}
 
 
-@bp.get("/ready")
-def ready():
-    """200 when every readiness check passes, else 503 naming the failures."""
+def readiness_failures():
+    """Why the app is not ready: one reason per failing check (empty when ready)."""
     reasons = []
     for check in current_app.extensions["vigil_readiness_checks"]:
         try:
@@ -25,6 +24,13 @@ def ready():
             reason = f"{getattr(check, '__name__', 'check')} failed: {type(e).__name__}"
         if reason:
             reasons.append(reason)
+    return reasons
+
+
+@bp.get("/ready")
+def ready():
+    """200 when every readiness check passes, else 503 naming the failures."""
+    reasons = readiness_failures()
     if reasons:
         return problem(503, detail="; ".join(reasons), headers={"Retry-After": "5"})
     return {"status": "ok"}

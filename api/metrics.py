@@ -313,6 +313,7 @@ class ScrapeTimeCollector:
         info.add_metric(self.build, 1)
         yield info
         yield from self._sessions()
+        yield from self._readiness()
         yield from self._faults()
         yield from process_metrics(gunicorn_master_pid)
 
@@ -327,6 +328,14 @@ class ScrapeTimeCollector:
         family = GaugeMetricFamily(
             "vigil_active_sessions", "Live, unrevoked refresh sessions (from the database)")
         family.add_metric((), count)
+        yield family
+
+    def _readiness(self):
+        from api.health import readiness_failures
+
+        # The same checks as GET /health/ready, so an alert sees what a load balancer sees.
+        family = GaugeMetricFamily("vigil_ready", "1 when every readiness check passes, else 0")
+        family.add_metric((), 0 if readiness_failures() else 1)
         yield family
 
     def _faults(self):

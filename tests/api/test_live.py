@@ -92,6 +92,9 @@ def test_database_outage_is_503_and_recovers_without_a_restart(tmp_path):
             assert login.status_code == 503
             assert requests.get(f"{api.url}/health/ready", timeout=15).status_code == 503
             assert requests.get(f"{api.url}/health/live", timeout=15).status_code == 200
+            # the scrape still answers, and says what the readiness alert needs to know
+            scraped = requests.get(f"{api.url}/metrics", timeout=15)
+            assert scraped.status_code == 200 and "\nvigil_ready 0.0\n" in scraped.text
 
             cluster.start()
             started = time.monotonic()
@@ -105,6 +108,7 @@ def test_database_outage_is_503_and_recovers_without_a_restart(tmp_path):
                 assert r.status_code == 200
             assert [i["title"] for i in r.json()["items"]] == ["survives the outage"]
             assert requests.get(f"{api.url}/health/ready", timeout=10).status_code == 200
+            assert "\nvigil_ready 1.0\n" in requests.get(f"{api.url}/metrics", timeout=10).text
 
             # A restart between two requests leaves dead connections in the pools: each
             # worker may answer one 503 while it discards them, never more.

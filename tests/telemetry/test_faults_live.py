@@ -55,6 +55,7 @@ def test_off_by_default(api):
     metrics = scrape(api)
     for kind in ("error", "latency", "readiness"):
         assert metrics.value("vigil_fault_active", kind=kind) == 0
+    assert metrics.value("vigil_ready") == 1
     assert requests.get(f"{api.url}/health/ready", timeout=30).status_code == 200
 
 
@@ -151,10 +152,12 @@ def test_readiness_switch_fails_readiness_only(api):
     assert _injected(_burst(api, 20)) == 0
     metrics = scrape(api)
     assert metrics.value("vigil_fault_active", kind="readiness") == 1
+    assert metrics.value("vigil_ready") == 0
     assert metrics.value("vigil_faults_injected_total", kind="readiness") - before >= 1
     api.flask("faults", "clear", "readiness", check=True)
     assert wait_for(lambda: requests.get(f"{api.url}/health/ready", timeout=30)
                     .status_code == 200, OBEY_WITHIN)
+    assert wait_for(lambda: scrape(api).value("vigil_ready") == 1, OBEY_WITHIN)
 
 
 def test_status_shows_what_is_on(api):
