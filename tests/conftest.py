@@ -160,6 +160,13 @@ def scratch_database(server_url):
         admin.close()
 
 
+@pytest.fixture(scope="module")
+def module_postgres_url(postgres_server_url):
+    """A fresh database for one test module (a live gunicorn API, say), dropped after it."""
+    with scratch_database(postgres_server_url) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def postgres_url(postgres_server_url):
     """A database for this session (per xdist worker too), migrated once, dropped at the end."""

@@ -2,10 +2,10 @@
 import time
 
 import pytest
-from conftest import make_app
 from flask_jwt_extended import decode_token
 
 from api.sessions import count_active_sessions
+from tests.conftest import make_app
 
 REGISTER = "/api/v1/auth/register"
 LOGIN = "/api/v1/auth/login"

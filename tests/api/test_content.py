@@ -2,10 +2,10 @@
 import uuid
 
 import pytest
-from conftest import make_app
 
 from api.models import utcnow
 from api.pagination import encode_cursor
+from tests.conftest import make_app
 
 CONTENT = "/api/v1/content"
 

@@ -3,7 +3,6 @@ import os
 import threading
 
 import pytest
-from conftest import make_app
 from peewee import DatabaseError
 from playhouse.pool import PooledPostgresqlDatabase
 
@@ -11,6 +10,7 @@ from api import create_app, events
 from api.db import TimedPooledPostgresqlDatabase, TimedSqliteDatabase, database, pool_stats
 from api.migrate import upgrade
 from api.sessions import count_active_sessions
+from tests.conftest import make_app
 
 
 def test_backend_is_what_the_url_says(app, backend):

@@ -5,8 +5,9 @@ import time
 import psycopg2
 import pytest
 import requests
-from conftest import PostgresCluster, wait_until
-from servers import run_api
+
+from tests.conftest import PostgresCluster, wait_until
+from tests.servers import run_api
 
 pytestmark = pytest.mark.stack
 

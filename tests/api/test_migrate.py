@@ -2,10 +2,10 @@
 import threading
 
 import pytest
-from conftest import make_app, scratch_database
 
 from api.db import database
 from api.migrate import applied_versions, available_migrations, upgrade
+from tests.conftest import make_app, scratch_database
 
 
 def test_upgrade_is_idempotent(app):

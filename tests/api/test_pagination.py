@@ -2,7 +2,7 @@
 import threading
 import time
 
-from conftest import make_app, wait_until
+from tests.conftest import make_app, wait_until
 
 CONTENT = "/api/v1/content"
 

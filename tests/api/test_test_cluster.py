@@ -4,14 +4,15 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PostgresCluster, wait_until
+
+from tests.conftest import PostgresCluster, wait_until
 
 pytestmark = pytest.mark.postgres
 
 ORPHAN = """
 import os, sys
 sys.path[:0] = [{tests!r}, os.path.dirname({tests!r})]
-from conftest import PostgresCluster
+from tests.conftest import PostgresCluster
 cluster = PostgresCluster().start()
 print(cluster.dir, flush=True)
 os._exit(0)  # die without teardown, as a killed pytest would

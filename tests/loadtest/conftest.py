@@ -6,9 +6,7 @@ import os
 import socket
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -60,31 +58,14 @@ def run_locust():
 
 
 @pytest.fixture(scope="module")
-def live_api(tmp_path_factory, postgres_server_url):
+def live_api(tmp_path_factory, module_postgres_url):
     """The real API under gunicorn (2 workers) on a loopback port, on a fresh PostgreSQL database
     (what the appliance runs), shared by a module's runs."""
-    import psycopg2
+    from tests.servers import run_api
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from servers import run_api
-
-    name = f"vigil_load_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(postgres_server_url)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        url = urlunsplit(urlsplit(postgres_server_url)._replace(path="/" + name))
-        with run_api(
-            tmp_path_factory.mktemp("api"),
-            workers=2,
-            env={**FAST_ARGON2, "VIGIL_DATABASE_URL": url},
-        ) as api:
-            yield api
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    env = {**FAST_ARGON2, "VIGIL_DATABASE_URL": module_postgres_url}
+    with run_api(tmp_path_factory.mktemp("api"), workers=2, env=env) as api:
+        yield api
 
 
 @pytest.fixture(name="locust_env")

@@ -15,7 +15,6 @@ import time
 import pytest
 import yaml
 from rule_files import ALERTS, ROOT, rule_files, rules_in
-from servers import VENV_BIN, run_api
 from stack_processes import (
     ALERTMANAGER,
     PROMETHEUS,
@@ -24,6 +23,8 @@ from stack_processes import (
     run_receiver,
     time_scaled_rules,
 )
+
+from tests.servers import VENV_BIN, run_api
 
 pytestmark = [
     pytest.mark.stack,

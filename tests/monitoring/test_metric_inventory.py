@@ -7,7 +7,8 @@ import sys
 import pytest
 import requests
 import rule_files as rf
-from servers import run_api
+
+from tests.servers import run_api
 
 _spec = importlib.util.spec_from_file_location("inventory", rf.DASHBOARDS / "inventory.py")
 inventory = importlib.util.module_from_spec(_spec)

@@ -1,11 +1,12 @@
 """What the live telemetry tests share: scrape /metrics, read the JSON log, sign users up."""
 import json
-import time
 import uuid
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import wait_until as wait_for  # noqa: F401 (the live tests import it here)
 
 #: Cheap argon2, so sign-ups do not dominate the run time.
 FAST_ENV = {"VIGIL_ARGON2_TIME_COST": "1", "VIGIL_ARGON2_MEMORY_KIB": "8",
@@ -51,16 +52,6 @@ def log_lines(api):
 def access_lines(api):
     """The gunicorn access log lines."""
     return [line for line in log_lines(api) if line.get("logger") == "gunicorn.access"]
-
-
-def wait_for(predicate, timeout, interval=0.2):
-    """Poll ``predicate`` until truthy (returned) or ``timeout`` seconds pass (None)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def sign_up(api, password=None):

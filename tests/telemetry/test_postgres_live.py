@@ -1,7 +1,6 @@
 """Telemetry on PostgreSQL under gunicorn: pool gauges summed over workers, faults from the DB."""
 import uuid
 
-import psycopg2
 import pytest
 import requests
 
@@ -14,24 +13,9 @@ WORKERS = 3
 POOL_MAX = 7
 
 
-@pytest.fixture
-def pg_url(postgres_server_url):
-    name = f"vigil_tel_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(postgres_server_url)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        base, _, _ = postgres_server_url.rpartition("/")
-        yield f"{base}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-def test_pool_gauges_sum_live_workers(tmp_path, pg_url):
-    env = {**FAST_ENV, "VIGIL_DATABASE_URL": pg_url, "VIGIL_DB_POOL_MAX": str(POOL_MAX)}
+def test_pool_gauges_sum_live_workers(tmp_path, module_postgres_url):
+    env = {**FAST_ENV, "VIGIL_DATABASE_URL": module_postgres_url,
+           "VIGIL_DB_POOL_MAX": str(POOL_MAX)}
     with run_api(tmp_path, workers=WORKERS, env=env) as api:
         sign_up(api)
         # Reach every worker with a database request, so each one has a pool to report.
