@@ -223,6 +223,17 @@ def test_alertmanager_has_the_repo_config_and_prometheus_uses_it(appliance):
     assert {r["name"] for r in loaded["receivers"]} >= {"local", "page", "ticket", "heartbeat"}
     ams = appliance.prom("/api/v1/alertmanagers")["activeAlertmanagers"]
     assert [a["url"] for a in ams] == [f"http://{appliance.ip}:9093/api/v2/alerts"]
+    # End to end on the appliance: the always-firing Watchdog goes Prometheus -> Alertmanager ->
+    # the local receiver's JSON-lines file.
+    deadline = time.monotonic() + 120
+    while True:
+        log = appliance.c.run("cat", "/var/log/vigil-alerts/alerts.jsonl", check=False).stdout
+        names = {a["labels"]["alertname"] for line in log.splitlines()
+                 for a in json.loads(line)["payload"]["alerts"]}
+        if "Watchdog" in names:
+            break
+        assert time.monotonic() < deadline, f"no Watchdog notification; got {names}"
+        time.sleep(5)
 
 
 def test_node_and_postgres_exporters_are_scraped(appliance):
