@@ -111,3 +111,12 @@ def test_no_plain_secret_in_inventories():
         for name, value in (yaml.safe_load(path.read_text()) or {}).items():
             if re.search(r"(password|api_url|routing_key|secret)", name):
                 assert "vault_" in str(value), f"{path}: {name} is not from the vault"
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_role_readme_documents_every_variable(role):
+    readme = (ROLES / role / "README.md").read_text()
+    documented = set(re.findall(r"^### .*$", readme, re.M))
+    headings = " ".join(documented)
+    for name in _defaults(role):
+        assert f"`{name}`" in headings, f"{role}/README.md: no section for {name}"
