@@ -245,6 +245,30 @@ def test_node_and_postgres_exporters_are_scraped(appliance):
     assert appliance.prom("/api/v1/query", query="pg_up")["result"][0]["value"][1] == "1"
 
 
+def test_prometheus_config_change_reloads_without_restart(appliance):
+    def main_pid():
+        return appliance.c.run("systemctl", "show", "-p", "MainPID", "--value",
+                               "prometheus").stdout.strip()
+
+    def evaluation_interval():
+        import yaml
+
+        cfg = yaml.safe_load(appliance.prom("/api/v1/status/config")["yaml"])
+        return cfg["global"]["evaluation_interval"]
+
+    pid = main_pid()
+    for interval, extra in (("30s", ["-e", "prometheus_evaluation_interval=30s"]), ("15s", [])):
+        cp = appliance.playbook("playbooks/site.yml", "--tags", "prometheus", *extra)
+        assert cp.returncode == 0, _ok(cp)
+        assert "RUNNING HANDLER [prometheus : Reload prometheus]" in cp.stdout
+        assert "Restart prometheus" not in cp.stdout
+        deadline = time.monotonic() + 15  # SIGHUP is asynchronous
+        while evaluation_interval() != interval:
+            assert time.monotonic() < deadline, f"still {evaluation_interval()}, not {interval}"
+            time.sleep(1)
+        assert main_pid() == pid, "Prometheus was restarted, not reloaded"
+
+
 def test_second_run_changes_nothing(appliance):
     t = time.monotonic()
     cp = appliance.playbook("playbooks/site.yml")
