@@ -27,7 +27,7 @@ from peewee import (
 
 from api.db import database
 from api.errors import problem
-from api.logs import telemetry_enabled
+from api.logs import add_request_step, telemetry_enabled
 from api.metrics import FAULT_KINDS, count_fault, is_tracked
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def init_app(app):
     if not telemetry_enabled(app):
         return
     switches = _switches(app)
-    app.before_request(lambda: _inject(switches))
+    add_request_step(app, before=lambda: _inject(switches))
 
     def fault_switch_readiness():
         readiness = active_switches(app).get("readiness")

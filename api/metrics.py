@@ -18,6 +18,7 @@ import logging
 import os
 import subprocess
 import time
+from bisect import bisect_left
 from pathlib import Path
 
 import psutil
@@ -31,7 +32,7 @@ from werkzeug.exceptions import HTTPException
 
 from api import events
 from api.db import pool_stats
-from api.logs import route_template, telemetry_enabled
+from api.logs import add_request_step, route_template, telemetry_enabled
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,32 @@ def is_tracked(rule):
     return _route_label(rule) is not None
 
 
+def _fast_children(histogram, total, exceptions):
+    """(observe duration, count request, count exception) callables for one label set.
+
+    They write straight to the children's values (mmap files under gunicorn): the public
+    ``observe``/``inc`` re-check observability and walk the bucket bounds one by one on
+    every request. Falls back to the public methods if prometheus_client's internals change.
+    """
+    try:
+        bounds = tuple(histogram._upper_bounds)  # sorted, ends with +Inf
+        buckets = tuple(b.inc for b in histogram._buckets)
+        add_sum = histogram._sum.inc
+        inc_total = total._value.inc
+        inc_exceptions = exceptions._value.inc
+    except AttributeError:  # pragma: no cover - only with another prometheus_client
+        return histogram.observe, total.inc, exceptions.inc
+    if len(bounds) != len(buckets) or bounds[-1] != float("inf"):  # pragma: no cover
+        return histogram.observe, total.inc, exceptions.inc
+
+    def observe(seconds):
+        add_sum(seconds)
+        # The first bound >= seconds: the bucket Histogram.observe would pick.
+        buckets[bisect_left(bounds, seconds)](1)
+
+    return observe, inc_total, inc_exceptions
+
+
 def _register_request_hooks(app):
     metrics = instruments()
     perf_counter = time.perf_counter
@@ -170,8 +197,9 @@ def _register_request_hooks(app):
         if route is None:
             return None
         labels = (method if method in KNOWN_METHODS else "other", str(status), route)
-        return (metrics.request_duration.labels(*labels), metrics.request_total.labels(*labels),
-                metrics.request_exceptions.labels(*labels))
+        return _fast_children(metrics.request_duration.labels(*labels),
+                              metrics.request_total.labels(*labels),
+                              metrics.request_exceptions.labels(*labels))
 
     def observe(response):
         # g.request_started is set by api.logs' first before_request hook.
@@ -186,13 +214,14 @@ def _register_request_hooks(app):
         if found is False:
             found = children[key] = _children(key[0], key[1], rule)
         if found is not None:
-            found[0].observe(perf_counter() - started)
-            found[1].inc()
+            observe_duration, count, count_exception = found
+            observe_duration(perf_counter() - started)
+            count(1)
             if "_vigil_exception" in facts:
-                found[2].inc()
+                count_exception(1)
         return response
 
-    app.after_request(observe)
+    add_request_step(app, after=observe)
 
     if pool_stats() is not None:
         def update_pool(exc):
@@ -246,7 +275,21 @@ class LockedMultiProcessCollector(MultiProcessCollector):
     def collect(self):
         """Merge every worker's files and the archive into one set of samples."""
         with archive_lock(self._path, shared=True):
-            return list(super().collect())
+            files = [path for path in glob.glob(os.path.join(self._path, "*.db"))
+                     if _has_values_header(path)]
+            return list(self.merge(files, accumulate=True))
+
+
+def _has_values_header(path):
+    """False for a file a booting worker has created but not sized yet (nothing in it).
+
+    prometheus_client creates a worker's file, then grows it and writes its header; a
+    scrape in between would fail on the empty file. Skipping it loses no value.
+    """
+    try:
+        return os.path.getsize(path) >= 8
+    except FileNotFoundError:
+        return False
 
 
 def retire_process(pid, directory=None):
@@ -265,6 +308,9 @@ def retire_process(pid, directory=None):
         for kind in ("counter", "histogram", "summary"):
             path = os.path.join(directory, f"{kind}_{pid}.db")
             if not os.path.exists(path):
+                continue
+            if not _has_values_header(path):  # died before writing anything
+                os.remove(path)
                 continue
             archive = MmapedDict(os.path.join(directory, f"{kind}_archive.db"))
             try:
