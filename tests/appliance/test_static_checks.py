@@ -40,7 +40,8 @@ def test_inventory_defines_every_play_group(inventory):
     import json
 
     groups = set(json.loads(cp.stdout)["all"]["children"]) | set(json.loads(cp.stdout))
-    for group in ("db", "app", "prometheus", "alertmanager", "loki", "alloy", "grafana"):
+    for group in ("db", "app", "prometheus", "alertmanager", "loki", "alloy", "grafana",
+                  "loadgen"):
         assert group in groups, f"{inventory}: no group {group}"
 
 

@@ -51,7 +51,7 @@ def test_prometheus_targets_come_from_the_inventory(cluster, tmp_path):
     jobs = {j["job_name"]: [t for sc in j["static_configs"] for t in sc["targets"]]
             for j in rendered["scrape_configs"]}
     assert sorted(jobs["node"]) == ["192.168.56.21:9100", "192.168.56.22:9100",
-                                    "192.168.56.23:9100"]
+                                    "192.168.56.23:9100", "192.168.56.24:9100"]
     assert jobs["vigil-api"] == ["192.168.56.22:8000"]
     assert jobs["postgres"] == ["192.168.56.21:9187"]
     assert sorted(jobs["alloy"]) == [f"192.168.56.2{i}:12345" for i in (1, 2, 3)]
@@ -62,13 +62,13 @@ def test_prometheus_targets_come_from_the_inventory(cluster, tmp_path):
     # A host added to a group adds its targets; an empty group adds no job.
     groups = {**groups, "app": groups["app"] + ["app2"], "grafana": [],
               "all": groups["all"] + ["app2"]}
-    hostvars = {**hostvars, "app2": {"vigil_private_ip": "192.168.56.24"}}
+    hostvars = {**hostvars, "app2": {"vigil_private_ip": "192.168.56.26"}}
     rendered = yaml.safe_load(_render("prometheus", "prometheus.yml.j2", groups, hostvars,
                                       playbook_dir=str(REPO / "playbooks")))
     jobs = {j["job_name"]: [t for sc in j["static_configs"] for t in sc["targets"]]
             for j in rendered["scrape_configs"]}
-    assert jobs["vigil-api"] == ["192.168.56.22:8000", "192.168.56.24:8000"]
-    assert "192.168.56.24:9100" in jobs["node"] and "grafana" not in jobs
+    assert jobs["vigil-api"] == ["192.168.56.22:8000", "192.168.56.26:8000"]
+    assert "192.168.56.26:9100" in jobs["node"] and "grafana" not in jobs
 
     promtool = shutil.which("promtool")
     if promtool is None:
