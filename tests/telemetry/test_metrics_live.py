@@ -1,4 +1,5 @@
 """Metrics scraped from real gunicorn with 4 workers: exact counts, labels, app and process data."""
+import contextlib
 import os
 import re
 import signal
@@ -116,9 +117,16 @@ def test_auth_events_are_counted(api):
         assert delta == count, event
 
 
+def _sqlite(api):
+    """A connection to the live API's SQLite file, closed on exit (``with connect()`` only
+    commits, and Python 3.13 warns about the connection left open)."""
+    path = api.env["VIGIL_DATABASE_URL"].removeprefix("sqlite:///")
+    return contextlib.closing(sqlite3.connect(path, isolation_level=None))
+
+
 def test_active_sessions_are_read_from_the_database(api):
     def in_db():
-        with sqlite3.connect(api.env["VIGIL_DATABASE_URL"].removeprefix("sqlite:///")) as db:
+        with _sqlite(api) as db:
             return db.execute("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL"
                               " AND expires_at > datetime('now')").fetchone()[0]
 
@@ -129,7 +137,7 @@ def test_active_sessions_are_read_from_the_database(api):
     sign_up(api)
     assert scrape(api).value("vigil_active_sessions") == in_db() > 0
     # A change made outside this API process (another node, an operator) shows at once.
-    with sqlite3.connect(api.env["VIGIL_DATABASE_URL"].removeprefix("sqlite:///")) as db:
+    with _sqlite(api) as db:
         db.execute("UPDATE sessions SET revoked_at = datetime('now')")
     assert scrape(api).value("vigil_active_sessions") == 0
 
