@@ -62,7 +62,9 @@ preload_app = os.environ.get("VIGIL_PRELOAD", "off").strip().lower() in ("1", "o
 loglevel = os.environ.get("VIGIL_LOG_LEVEL", "info").lower()
 logger_class = "api.logs.GunicornLogger"
 errorlog = "-"
-# The access log is the one line per request (JSON, see api.logs.GunicornLogger.access).
+# The access log is the one line per request (JSON, see api.logs.GunicornLogger.access),
+# written in batches: every VIGIL_ACCESS_LOG_BATCH requests (default 128, 1 = each at once),
+# every VIGIL_ACCESS_LOG_FLUSH_SECONDS (default 1), and when a worker exits (worker_exit).
 accesslog = "-" if _telemetry == "on" else None
 
 
@@ -78,6 +80,11 @@ def post_fork(server, worker):
     import api.metrics
 
     api.metrics.gunicorn_master_pid = server.pid
+
+
+def worker_exit(server, worker):
+    """Write the access lines the worker still holds (it exits normally, recycles or timed out)."""
+    worker.log.flush_access()
 
 
 def child_exit(server, worker):

@@ -1,7 +1,7 @@
 """Every error the API returns, built by one function as RFC 9457 problem JSON."""
 import json
 
-from flask import Response, current_app, g
+from flask import Response, current_app
 from marshmallow import Schema, fields
 from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from api.db import discard_broken_connections
+from api.logs import current_request_id
 
 PROBLEM_MIMETYPE = "application/problem+json"
 
@@ -40,7 +41,7 @@ def problem(status, title=None, detail=None, type_=None, errors=None, headers=No
         body["detail"] = detail
     if errors is not None:
         body["errors"] = errors
-    body["request_id"] = g.get("request_id")
+    body["request_id"] = current_request_id()
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -2,7 +2,7 @@
 import http
 import json
 
-from flask import g, send_from_directory
+from flask import send_from_directory
 from flask_jwt_extended import JWTManager
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
@@ -11,6 +11,7 @@ from swagger_ui_bundle import swagger_ui_path
 from webargs.flaskparser import FlaskParser
 
 from api import errors
+from api.logs import note_user
 from api.sessions import token_is_revoked
 
 DOCS_ASSETS = "/api/v1/docs/assets/"
@@ -66,7 +67,7 @@ def init_jwt(app):
     def _revoked(header, payload):
         revoked = token_is_revoked(payload)
         if not revoked:
-            g.user_id = payload["sub"]
+            note_user(payload["sub"])
         return revoked
 
     jwt.unauthorized_loader(lambda reason: _unauthorized("Missing bearer token."))

@@ -27,7 +27,7 @@ from peewee import (
 
 from api.db import database
 from api.errors import problem
-from api.logs import add_request_step, telemetry_enabled
+from api.logs import telemetry_enabled
 from api.metrics import FAULT_KINDS, count_fault, is_tracked
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,11 @@ class _Switches:
 
     def __init__(self):
         self.active = {}
-        self.fetched = float("-inf")
+        self.due = float("-inf")  # monotonic time from which a request re-reads the table
         self.failing = False
 
     def refresh(self):
-        self.fetched = time.monotonic()
+        self.due = time.monotonic() + POLL_SECONDS
         try:
             rows = list(FaultSwitch.select().where(FaultSwitch.expires_at > _utcnow()).tuples())
         except (DatabaseError, InterfaceError) as e:
@@ -84,7 +84,7 @@ class _Switches:
         }
 
     def current(self):
-        if time.monotonic() - self.fetched >= POLL_SECONDS:
+        if time.monotonic() >= self.due:
             self.refresh()
         if self.active:
             now = time.time()
@@ -105,9 +105,7 @@ def active_switches(app):
 
 
 def _inject(switches):
-    """before_request: apply the latency and error switches to API requests."""
-    if not switches.active and time.monotonic() - switches.fetched < POLL_SECONDS:
-        return None  # the common case: nothing on, nothing to read
+    """Before the request's hooks: apply the latency and error switches to API requests."""
     if not is_tracked(request.url_rule):
         return None
     active = switches.current()
@@ -131,7 +129,19 @@ def init_app(app):
     if not telemetry_enabled(app):
         return
     switches = _switches(app)
-    add_request_step(app, before=lambda: _inject(switches))
+    preprocess_request = app.preprocess_request
+
+    def preprocess_with_faults():
+        # Runs where Flask runs before_request hooks, so an injected error is an ordinary
+        # problem response. A wrapper rather than a hook: with no switch on and the poll
+        # not due (nearly every request) it costs one comparison, not a hook call.
+        if switches.active or time.monotonic() >= switches.due:
+            response = _inject(switches)
+            if response is not None:
+                return response
+        return preprocess_request()
+
+    app.preprocess_request = preprocess_with_faults
 
     def fault_switch_readiness():
         readiness = active_switches(app).get("readiness")

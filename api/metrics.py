@@ -22,7 +22,7 @@ from bisect import bisect_left
 from pathlib import Path
 
 import psutil
-from flask import current_app, g, request
+from flask import current_app
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.mmap_dict import MmapedDict
@@ -32,7 +32,7 @@ from werkzeug.exceptions import HTTPException
 
 from api import events
 from api.db import pool_stats
-from api.logs import add_request_step, route_template, telemetry_enabled
+from api.logs import note_exception, on_request_end, route_template, telemetry_enabled
 
 log = logging.getLogger(__name__)
 
@@ -158,70 +158,111 @@ def is_tracked(rule):
     return _route_label(rule) is not None
 
 
-def _fast_children(histogram, total, exceptions):
-    """(observe duration, count request, count exception) callables for one label set.
+def _mmap_slot(value):
+    """(doubles view, index) of a prometheus_client MmapedValue's slot in its process file.
 
-    They write straight to the children's values (mmap files under gunicorn): the public
-    ``observe``/``inc`` re-check observability and walk the bucket bounds one by one on
-    every request. Falls back to the public methods if prometheus_client's internals change.
+    The view is the file's mmap cast to doubles (prometheus_client keeps every value 8-byte
+    aligned), so ``view[index] += 1`` is an in-place 8-byte store, with no lock, no pid check,
+    no struct packing and no method call. A sync gunicorn worker runs one request at a time
+    and no other code writes request metrics, so nothing races it. A file that grows later
+    gets a new, larger mmap; this view keeps the old mapping of the same file pages alive,
+    so its slots stay right.
     """
-    try:
+    mmaped = value._file
+    view = memoryview(mmaped._m).cast("d")
+    position = mmaped._positions[value._key]
+    if position % 8:
+        raise TypeError("unaligned metric value")
+    return view, position // 8
+
+
+class _RequestSeries:
+    """Writes one request's samples for one (method, status, route) label set.
+
+    Multiprocess mode adds to the histogram sum, the bucket (found by bisection instead of
+    prometheus_client's linear walk) and the counters in place in their mmap slots; in one
+    process, or with a prometheus_client whose internals differ, it uses the public
+    ``observe``/``inc``.
+    """
+
+    __slots__ = ("record",)
+
+    def __init__(self, histogram, total, exceptions):
+        self.record = self._public(histogram, total, exceptions)
+        if multiprocess_dir():
+            try:
+                self.record = self._direct(histogram, total, exceptions)
+            except (AttributeError, KeyError, TypeError):  # pragma: no cover - other client
+                log.warning("prometheus_client internals changed; request metrics use its API")
+
+    @staticmethod
+    def _public(histogram, total, exceptions):
+        def record(seconds, failed):
+            histogram.observe(seconds)
+            total.inc()
+            if failed:
+                exceptions.inc()
+        return record
+
+    @staticmethod
+    def _direct(histogram, total, exceptions):
+        # A public read first: after a fork (preloaded app) it moves every value of this
+        # process to the process's own files before their slots are looked up.
+        total._value.get()
         bounds = tuple(histogram._upper_bounds)  # sorted, ends with +Inf
-        buckets = tuple(b.inc for b in histogram._buckets)
-        add_sum = histogram._sum.inc
-        inc_total = total._value.inc
-        inc_exceptions = exceptions._value.inc
-    except AttributeError:  # pragma: no cover - only with another prometheus_client
-        return histogram.observe, total.inc, exceptions.inc
-    if len(bounds) != len(buckets) or bounds[-1] != float("inf"):  # pragma: no cover
-        return histogram.observe, total.inc, exceptions.inc
+        if len(bounds) != len(histogram._buckets) or bounds[-1] != float("inf"):
+            raise TypeError("unexpected histogram layout")
+        hist, sum_at = _mmap_slot(histogram._sum)
+        bucket_at = tuple(_mmap_slot(b)[1] for b in histogram._buckets)
+        if any(_mmap_slot(b)[0].obj is not hist.obj for b in histogram._buckets):
+            raise TypeError("histogram values in different files")
+        counters, count_at = _mmap_slot(total._value)
+        exceptions_view, exception_at = _mmap_slot(exceptions._value)
 
-    def observe(seconds):
-        add_sum(seconds)
-        # The first bound >= seconds: the bucket Histogram.observe would pick.
-        buckets[bisect_left(bounds, seconds)](1)
+        def record(seconds, failed):
+            hist[sum_at] += seconds
+            # The first bound >= seconds: the bucket Histogram.observe would pick.
+            hist[bucket_at[bisect_left(bounds, seconds)]] += 1.0
+            counters[count_at] += 1.0
+            if failed:
+                exceptions_view[exception_at] += 1.0
+        return record
 
-    return observe, inc_total, inc_exceptions
+
+# Each app's (method, status line, rule) -> recorder caches, emptied in a forked child:
+# the child's values live in files of its own pid, found again on first use.
+_series_caches = []
+os.register_at_fork(after_in_child=lambda: [cache.clear() for cache in _series_caches])
 
 
 def _register_request_hooks(app):
     metrics = instruments()
-    perf_counter = time.perf_counter
-    # (method, status, rule) -> (duration child, total child, exceptions child), or None
-    # when the route is excluded. Bounded: methods are normalised, statuses and rules come
-    # from our own code.
-    children = {}
+    # Bounded: methods are normalised, statuses and rules come from our own code.
+    series = {}
+    _series_caches.append(series)
 
-    def _children(method, status, rule):
+    def _new_series(method, status, rule):
         route = _route_label(rule)
         if route is None:
             return None
-        labels = (method if method in KNOWN_METHODS else "other", str(status), route)
-        return _fast_children(metrics.request_duration.labels(*labels),
+        labels = (method if method in KNOWN_METHODS else "other", status.split(" ", 1)[0], route)
+        return _RequestSeries(metrics.request_duration.labels(*labels),
                               metrics.request_total.labels(*labels),
-                              metrics.request_exceptions.labels(*labels))
+                              metrics.request_exceptions.labels(*labels)).record
 
-    def observe(response):
-        # g.request_started is set by api.logs' first before_request hook.
-        facts = g._get_current_object().__dict__
-        started = facts.get("request_started")
-        if started is None:
-            return response
-        req = request._get_current_object()
-        rule = req.url_rule
-        key = (req.method, response.status_code, rule.rule if rule is not None else None)
-        found = children.get(key, False)
-        if found is False:
-            found = children[key] = _children(key[0], key[1], rule)
-        if found is not None:
-            observe_duration, count, count_exception = found
-            observe_duration(perf_counter() - started)
-            count(1)
-            if "_vigil_exception" in facts:
-                count_exception(1)
-        return response
+    def observe(environ, facts, seconds):
+        status = facts.status
+        if status is None:  # the app raised before starting a response: nothing was sent
+            return
+        rule = facts.rule
+        key = (environ.get("REQUEST_METHOD"), status, rule.rule if rule is not None else None)
+        record = series.get(key, False)
+        if record is False:  # None means: an excluded route
+            record = series[key] = _new_series(key[0], status, rule)
+        if record is not None:
+            record(seconds, facts.failed)
 
-    add_request_step(app, after=observe)
+    on_request_end(app, observe)
 
     if pool_stats() is not None:
         def update_pool(exc):
@@ -237,7 +278,7 @@ def _register_request_hooks(app):
         # The API turns every exception into a problem response with its own error
         # handlers, so Flask's teardown never sees it: note it on the way in instead.
         if not isinstance(e, HTTPException):
-            g._vigil_exception = True
+            note_exception()
         return handle_user_exception(e)
 
     app.handle_user_exception = mark_exception

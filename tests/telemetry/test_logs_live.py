@@ -1,5 +1,7 @@
 """JSON logs from real gunicorn: format of every line, request and trace ids, no secrets."""
+import os
 import re
+import signal
 import uuid
 
 import pytest
@@ -29,7 +31,8 @@ def _access_line(api, request_id):
 
 
 def test_every_line_is_one_json_object_with_the_fixed_fields(api):
-    requests.get(f"{api.url}/api/v1/content/{uuid.uuid4()}", timeout=30)
+    r = requests.get(f"{api.url}/api/v1/content/{uuid.uuid4()}", timeout=30)
+    _access_line(api, r.headers["X-Request-ID"])  # access lines come in batches: wait for it
     lines = log_lines(api)
     loggers = {line["logger"] for line in lines}
     assert {"gunicorn.error", "gunicorn.access"} <= loggers
@@ -194,3 +197,37 @@ def test_secrets_never_reach_the_log(tmp_path):
         for token in (tokens["access_token"], tokens["refresh_token"]):
             assert token.split(".")[2] not in log  # not even the signature alone
         assert "Bearer" not in log and "Authorization" not in log
+
+
+def _logged(api, prefix):
+    return [x["request_id"] for x in access_lines(api) if x["request_id"].startswith(prefix)]
+
+
+def _get_with_ids(api, prefix, count=20):
+    ids = [f"{prefix}{n}" for n in range(count)]
+    for request_id in ids:
+        requests.get(f"{api.url}/health/live", headers={"X-Request-ID": request_id}, timeout=30)
+    return ids
+
+
+def test_access_lines_are_batched_and_never_lost(tmp_path):
+    # A long timer and a large batch: lines can only come out through the reopen and exit
+    # paths, which is what this test is about.
+    env = {"VIGIL_ACCESS_LOG_BATCH": "1000", "VIGIL_ACCESS_LOG_FLUSH_SECONDS": "60"}
+    with run_api(tmp_path, workers=2, env=env) as api:
+        first = _get_with_ids(api, "batch-a-")
+        assert _logged(api, "batch-a-") == []  # queued in the workers, not yet written
+        # USR1 (log rotation: gunicorn reopens its files) writes what is queued first.
+        os.kill(api.pid, signal.SIGUSR1)
+        assert wait_for(lambda: len(_logged(api, "batch-a-")) == len(first), 10)
+        second = _get_with_ids(api, "batch-b-")
+    # A graceful stop: every worker exits through worker_exit, which writes its queue.
+    assert sorted(_logged(api, "batch-a-")) == sorted(first)
+    assert sorted(_logged(api, "batch-b-")) == sorted(second)
+
+
+def test_queued_access_lines_are_written_within_the_flush_interval(tmp_path):
+    env = {"VIGIL_ACCESS_LOG_BATCH": "1000", "VIGIL_ACCESS_LOG_FLUSH_SECONDS": "0.5"}
+    with run_api(tmp_path, workers=2, env=env) as api:
+        ids = _get_with_ids(api, "timer-", count=5)
+        assert wait_for(lambda: len(_logged(api, "timer-")) == len(ids), 10)

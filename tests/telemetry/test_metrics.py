@@ -85,3 +85,46 @@ def test_retiring_waits_for_a_running_scrape(tmp_path):
 def test_retiring_an_unknown_process_is_harmless(tmp_path):
     retire_process(424242, str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == [ARCHIVE_LOCK]
+
+
+DIRECT_WRITER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from prometheus_client import Counter
+    from api.metrics import _RequestSeries, instruments
+    m = instruments()
+    labels = ("GET", "200", "/r")
+    record = _RequestSeries(m.request_duration.labels(*labels), m.request_total.labels(*labels),
+                            m.request_exceptions.labels(*labels)).record
+    assert record.__qualname__.startswith("_RequestSeries._direct"), record.__qualname__
+    for seconds in (0.001, 0.02, 0.3, 0.3, 7.0, 99.0):
+        record(seconds, False)
+    # Thousands of new series grow both files past their first mmap: the recorder's views
+    # of the old mappings must still land in the right slots.
+    filler = Counter("filler_total", "grows the counter file", ["n"], registry=None)
+    for n in range(3000):
+        filler.labels(str(n)).inc()
+        m.request_duration.labels("GET", "200", f"/grow/{n}").observe(0.1)
+    record(0.3, True)
+""")
+
+
+def test_direct_request_metric_writes_are_exact_after_the_files_grow(tmp_path):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run([sys.executable, "-c", DIRECT_WRITER, root], env=env, check=True,
+                   capture_output=True, text=True)
+    assert max(p.stat().st_size for p in tmp_path.glob("*.db")) > 64 * 1024  # they grew
+    values = _collect(tmp_path)
+    labels = (("method", "GET"), ("route", "/r"), ("status", "200"))
+
+    def bucket(le):
+        return values[("flask_http_request_duration_seconds_bucket", (("le", le),) + labels)]
+
+    assert values[("flask_http_request_total", labels)] == 7
+    assert values[("flask_http_request_exceptions_total", labels)] == 1
+    assert values[("flask_http_request_duration_seconds_count", labels)] == 7
+    assert abs(values[("flask_http_request_duration_seconds_sum", labels)] - 106.921) < 1e-9
+    # cumulative buckets: 0.001 and 0.02 under 0.025; three at 0.3 (a bound is inclusive)
+    assert (bucket("0.005"), bucket("0.025"), bucket("0.3"), bucket("5.0"),
+            bucket("10.0"), bucket("+Inf")) == (1, 2, 5, 5, 6, 7)

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from tests.servers import run_api
-from tests.telemetry.live import access_lines, scrape
+from tests.telemetry.live import access_lines, scrape, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -41,6 +41,13 @@ def test_recycled_workers_keep_exact_counts_in_a_bounded_directory(tmp_path):
                                         len(list(api.metrics_dir.iterdir())))
         assert seen == list(range(SCRAPE_EVERY, REQUESTS + 1, SCRAPE_EVERY))
 
+        def recycled_lines():
+            return [line for line in access_lines(api) if line["path"].startswith("/recycle/")]
+
+        # Each worker writes its queued access lines when it exits: none is lost or doubled.
+        assert wait_for(lambda: len(recycled_lines()) >= REQUESTS, 15)
+        assert sorted(line["path"] for line in recycled_lines()) == sorted(
+            f"/recycle/{i}" for i in range(REQUESTS))
         pids = {line["pid"] for line in access_lines(api)}
         assert len(pids) >= 250, f"only {len(pids)} workers served requests"
         final = scrape(api)
