@@ -80,7 +80,7 @@ def _wrk(url, headers, seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
-    parser.add_argument("--rounds", type=int, default=6, help="on/off pairs per endpoint")
+    parser.add_argument("--rounds", type=int, default=10, help="on/off pairs per endpoint")
     parser.add_argument("--endpoint", choices=("read", "ping", "both"), default="both")
     args = parser.parse_args()
     if not shutil.which("wrk"):
