@@ -478,10 +478,8 @@ class GunicornLogger(glogging.Logger):
         """One line per request from a fixed list of fields (never headers or bodies).
 
         The request path only queues the line's values, as a tuple of strings and numbers;
-        the line is built when its batch is written (JsonFormatter.access_line). The tuple
-        holds no container, so the garbage collector stops tracking it at its first pass:
-        a queue of environs or request objects would be promoted into the old generations
-        and make full collections, which walk the whole heap, far more frequent.
+        the line is built when its batch is written (JsonFormatter.access_line). Plain
+        values, so a queue never keeps a request's environ, body reader or socket alive.
         """
         if not self._access_on:
             return

@@ -226,3 +226,14 @@ def test_a_line_that_cannot_be_formatted_costs_only_itself(caplog):
         batch.add(entry)
     assert handler.stream.getvalue() == "A\nB\n"
     assert "access log line dropped" in caplog.text
+
+
+def test_access_line_through_logging_when_a_handler_is_not_a_plain_stream():
+    # e.g. a syslog handler, or one with a filter: the line goes through a LogRecord
+    log, out = _gunicorn_logger()
+    log.access_writer = None
+    log.access(_Response, None, _environ(), datetime.timedelta(microseconds=1500))
+    line = json.loads(out.getvalue())
+    assert line["logger"] == "gunicorn.access" and line["route"] == "/api/v1/content/<item_id>"
+    assert line["request_id"] == "rid" and line["duration_ms"] == 1.5 and line["status"] == 201
+    assert "secret" not in out.getvalue() and "t0k" not in out.getvalue()
