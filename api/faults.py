@@ -124,7 +124,7 @@ def _inject(switches):
 
 
 def init_app(app):
-    """Register the fault hook, the readiness check and the ``flask faults`` commands."""
+    """Register the fault check, the readiness check and the ``flask faults`` commands."""
     app.cli.add_command(faults_cli)
     if not telemetry_enabled(app):
         return
