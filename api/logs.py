@@ -151,18 +151,17 @@ def _route_json(rule):
 class RequestFacts:
     """What telemetry knows of one request; lives in ``environ[ENVIRON_KEY]``.
 
-    RequestTelemetry sets the ids and start time before the app runs, and the status and
+    RequestTelemetry sets the ids before the app runs, and the status and
     matched URL rule when the response starts; the app adds ``user_id`` (note_user) and
     ``failed`` (an exception reached Flask's handler). Metrics and gunicorn's access line
     read them after the response.
     """
 
-    __slots__ = ("request_id", "trace_id", "started", "status", "rule", "user_id", "failed")
+    __slots__ = ("request_id", "trace_id", "status", "rule", "user_id", "failed")
 
-    def __init__(self, request_id, trace_id, started):
+    def __init__(self, request_id, trace_id):
         self.request_id = request_id
         self.trace_id = trace_id
-        self.started = started
         self.status = self.rule = self.user_id = None
         self.failed = False
 
@@ -242,10 +241,10 @@ class RequestTelemetry:
 
     Before the app runs it creates the request's RequestFacts: the client's X-Request-ID when
     it is a sane token, else a new one; the trace id of a valid W3C ``traceparent``, else a
-    new one; the start time. When the app starts its response it adds X-Request-ID to the
-    headers and notes the status and the matched rule (Flask's request is still in the
-    environ then). After the app returns, each ``finishers`` callable gets
-    ``(environ, facts, seconds)``: that is where the request metrics are written.
+    new one. When the app starts its response it adds X-Request-ID to the headers and notes
+    the status and the matched rule (Flask's request is still in the environ then). After
+    the app returns, each ``finishers`` callable gets ``(environ, facts, seconds)``, the
+    seconds timed around the app: that is where the request metrics are written.
 
     Middleware rather than Flask ``before/after_request`` hooks because it is the cheapest
     place for work done on every request: Flask runs an ``ensure_sync`` coroutine check and
@@ -265,11 +264,11 @@ class RequestTelemetry:
             ids = _ids
             if len(ids) < 2:
                 _refill_ids()
-            facts = RequestFacts(ids.pop(), ids.pop(), started)
+            facts = RequestFacts(ids.pop(), ids.pop())
         else:
             request_id = given if given and _SANE_REQUEST_ID.fullmatch(given) else None
             trace_id = _trace_id(parent) if parent else None
-            facts = RequestFacts(request_id or new_id(), trace_id or new_id(), started)
+            facts = RequestFacts(request_id or new_id(), trace_id or new_id())
         environ[ENVIRON_KEY] = facts
         header = ("X-Request-ID", facts.request_id)
 

@@ -158,75 +158,71 @@ def is_tracked(rule):
     return _route_label(rule) is not None
 
 
-def _mmap_slot(value):
-    """(doubles view, index) of a prometheus_client MmapedValue's slot in its process file.
+def _slot(value):
+    """(mmap, index in doubles) of a prometheus_client MmapedValue's slot in its process file.
 
-    The view is the file's mmap cast to doubles (prometheus_client keeps every value 8-byte
-    aligned), so ``view[index] += 1`` is an in-place 8-byte store, with no lock, no pid check,
-    no struct packing and no method call. A sync gunicorn worker runs one request at a time
-    and no other code writes request metrics, so nothing races it. A file that grows later
-    gets a new, larger mmap; this view keeps the old mapping of the same file pages alive,
-    so its slots stay right.
+    prometheus_client keeps every value 8-byte aligned, so a view of the mmap cast to
+    doubles reaches it by index: ``view[index] += 1`` is an in-place 8-byte store, with no
+    lock, no pid check, no struct packing and no method call. A sync gunicorn worker runs
+    one request at a time and no other code writes request metrics, so nothing races it.
+    A file that grows later gets a new, larger mmap; a view of the old one keeps mapping
+    the same file pages, so its slots stay right.
     """
     mmaped = value._file
-    view = memoryview(mmaped._m).cast("d")
     position = mmaped._positions[value._key]
     if position % 8:
         raise TypeError("unaligned metric value")
-    return view, position // 8
+    return mmaped._m, position // 8
 
 
-class _RequestSeries:
-    """Writes one request's samples for one (method, status, route) label set.
+def _request_recorder(histogram, total, exceptions):
+    """``record(seconds, failed)``: one request's samples for one (method, status, route).
 
     Multiprocess mode adds to the histogram sum, the bucket (found by bisection instead of
     prometheus_client's linear walk) and the counters in place in their mmap slots; in one
     process, or with a prometheus_client whose internals differ, it uses the public
     ``observe``/``inc``.
     """
+    if multiprocess_dir():
+        try:
+            return _direct_recorder(histogram, total, exceptions)
+        except (AttributeError, KeyError, TypeError):  # pragma: no cover - other client
+            log.warning("prometheus_client internals changed; request metrics use its API")
 
-    __slots__ = ("record",)
+    def record(seconds, failed):
+        histogram.observe(seconds)
+        total.inc()
+        if failed:
+            exceptions.inc()
+    return record
 
-    def __init__(self, histogram, total, exceptions):
-        self.record = self._public(histogram, total, exceptions)
-        if multiprocess_dir():
-            try:
-                self.record = self._direct(histogram, total, exceptions)
-            except (AttributeError, KeyError, TypeError):  # pragma: no cover - other client
-                log.warning("prometheus_client internals changed; request metrics use its API")
 
-    @staticmethod
-    def _public(histogram, total, exceptions):
-        def record(seconds, failed):
-            histogram.observe(seconds)
-            total.inc()
-            if failed:
-                exceptions.inc()
-        return record
+def _direct_recorder(histogram, total, exceptions):
+    # A public read first: after a fork (preloaded app) it moves every value of this
+    # process to the process's own files before their slots are looked up.
+    total._value.get()
+    bounds = tuple(histogram._upper_bounds)  # sorted, ends with +Inf
+    if len(bounds) != len(histogram._buckets) or bounds[-1] != float("inf"):
+        raise TypeError("unexpected histogram layout")
+    slots = [_slot(value) for value in (histogram._sum, *histogram._buckets)]
+    if any(mmap is not slots[0][0] for mmap, _ in slots):
+        raise TypeError("histogram values in different files")
+    hist = memoryview(slots[0][0]).cast("d")
+    sum_at = slots[0][1]
+    bucket_at = tuple(index for _, index in slots[1:])
+    counter_mmap, count_at = _slot(total._value)
+    exception_mmap, exception_at = _slot(exceptions._value)
+    counters = memoryview(counter_mmap).cast("d")
+    failures = counters if exception_mmap is counter_mmap else memoryview(exception_mmap).cast("d")
 
-    @staticmethod
-    def _direct(histogram, total, exceptions):
-        # A public read first: after a fork (preloaded app) it moves every value of this
-        # process to the process's own files before their slots are looked up.
-        total._value.get()
-        bounds = tuple(histogram._upper_bounds)  # sorted, ends with +Inf
-        if len(bounds) != len(histogram._buckets) or bounds[-1] != float("inf"):
-            raise TypeError("unexpected histogram layout")
-        hist, sum_at = _mmap_slot(histogram._sum)
-        bucket_at = tuple(_mmap_slot(b)[1] for b in histogram._buckets)
-        if any(_mmap_slot(b)[0].obj is not hist.obj for b in histogram._buckets):
-            raise TypeError("histogram values in different files")
-        counters, count_at = _mmap_slot(total._value)
-        exceptions_view, exception_at = _mmap_slot(exceptions._value)
-
-        def record(seconds, failed):
-            hist[sum_at] += seconds
-            # The first bound >= seconds: the bucket Histogram.observe would pick.
-            hist[bucket_at[bisect_left(bounds, seconds)]] += 1.0
-            counters[count_at] += 1.0
-            if failed:
-                exceptions_view[exception_at] += 1.0
-        return record
+    def record(seconds, failed):
+        hist[sum_at] += seconds
+        # The first bound >= seconds: the bucket Histogram.observe would pick.
+        hist[bucket_at[bisect_left(bounds, seconds)]] += 1.0
+        counters[count_at] += 1.0
+        if failed:
+            failures[exception_at] += 1.0
+    return record
 
 
 # Each app's (method, status line, rule) -> recorder caches, emptied in a forked child:
@@ -246,9 +242,9 @@ def _register_request_hooks(app):
         if route is None:
             return None
         labels = (method if method in KNOWN_METHODS else "other", status.split(" ", 1)[0], route)
-        return _RequestSeries(metrics.request_duration.labels(*labels),
-                              metrics.request_total.labels(*labels),
-                              metrics.request_exceptions.labels(*labels)).record
+        return _request_recorder(metrics.request_duration.labels(*labels),
+                                 metrics.request_total.labels(*labels),
+                                 metrics.request_exceptions.labels(*labels))
 
     def observe(environ, facts, seconds):
         status = facts.status

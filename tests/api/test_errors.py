@@ -80,7 +80,7 @@ def test_unexpected_exception_is_500_without_a_trace(app, caplog):
 
 
 def test_problem_carries_the_request_id(app):
-    facts = RequestFacts("req-123", "trace", 0.0)
+    facts = RequestFacts("req-123", "trace")
     with app.test_request_context(environ_base={ENVIRON_KEY: facts}):
         r = problem(418, detail="short and stout", errors=[{"field": "f", "message": "m"}])
     assert r.mimetype == "application/problem+json"

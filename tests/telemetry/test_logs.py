@@ -76,7 +76,7 @@ class _Rule:
 
 
 def _environ(**extra):
-    facts = RequestFacts("rid", "tid", 0.0)
+    facts = RequestFacts("rid", "tid")
     facts.rule, facts.user_id = _Rule(), "u-1"
     return {
         "REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/content/42", "QUERY_STRING": "a=secret",

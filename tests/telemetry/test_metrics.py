@@ -91,12 +91,13 @@ DIRECT_WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[1])
     from prometheus_client import Counter
-    from api.metrics import _RequestSeries, instruments
+    from api.metrics import _request_recorder, instruments
     m = instruments()
     labels = ("GET", "200", "/r")
-    record = _RequestSeries(m.request_duration.labels(*labels), m.request_total.labels(*labels),
-                            m.request_exceptions.labels(*labels)).record
-    assert record.__qualname__.startswith("_RequestSeries._direct"), record.__qualname__
+    record = _request_recorder(m.request_duration.labels(*labels),
+                               m.request_total.labels(*labels),
+                               m.request_exceptions.labels(*labels))
+    assert record.__qualname__.startswith("_direct_recorder"), record.__qualname__
     for seconds in (0.001, 0.02, 0.3, 0.3, 7.0, 99.0):
         record(seconds, False)
     # Thousands of new series grow both files past their first mmap: the recorder's views
