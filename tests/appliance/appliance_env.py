@@ -1,5 +1,6 @@
 """Paths and helpers shared by the appliance tests: the nspawn tooling module, the roles, tools."""
 import importlib.util
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -39,3 +40,21 @@ def require_tool(name):
     if path is None:
         pytest.fail(f"{name} not found: `make setup-system` installs it (.ci/apt-packages)")
     return path
+
+
+INVENTORY = "appliance/inventories/container"
+# Prometheus jobs every provisioned appliance scrapes.
+CORE_JOBS = {"vigil-api", "node", "postgres", "prometheus", "alertmanager"}
+
+
+def recap(stdout):
+    """{host: {ok, changed, failed, ...}} from ansible-playbook's PLAY RECAP."""
+    found = {}
+    for host, stats in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", stdout, re.M):
+        found[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", stats)}
+    return found
+
+
+def ok(cp):
+    """A failed command's exit code and output tails, for assertion messages."""
+    return f"exit {cp.returncode}\n{cp.stdout[-8000:]}\n{cp.stderr[-3000:]}"

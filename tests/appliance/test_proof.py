@@ -1,110 +1,18 @@
 """The proof: a fresh Debian 13 container booted with systemd, provisioned by site.yml from inside
 (as Vagrant's ansible_local does), then checked from the host over its private veth network."""
 import json
-import os
 import re
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
-from appliance_env import NOT_EXECUTED, PROOF_TIMINGS, REPO, load_nspawn, require_tool
+from appliance_env import CORE_JOBS, NOT_EXECUTED, PROOF_TIMINGS, REPO
+from appliance_env import ok as _ok
+from appliance_env import recap as _recap
 
 pytestmark = [pytest.mark.appliance, pytest.mark.slow]
-INVENTORY = "appliance/inventories/container"
-CORE_JOBS = {"vigil-api", "node", "postgres", "prometheus", "alertmanager"}
 NOT_HERE = ("loki", "alloy", "grafana")
-
-
-class Appliance:
-    """The booted, provisioned container plus host-side HTTP helpers."""
-
-    def __init__(self, container, site_run):
-        self.c = container
-        self.site_run = site_run
-        self.ip = container.ip
-        self.https = f"https://{container.ip}"
-        self.ca = str(Path(container.root) / "etc/nginx/tls/vigil.crt")
-        self.http = requests.Session()
-        self.http.verify = self.ca
-        # REQUESTS_CA_BUNDLE in the environment would otherwise override verify.
-        self.http.trust_env = False
-
-    def playbook(self, *args, timeout=1800):
-        return self.c.ansible_playbook("-i", INVENTORY, *args, timeout=timeout)
-
-    def prom(self, path, **params):
-        r = requests.get(f"http://{self.ip}:9090{path}", params=params, timeout=10)
-        r.raise_for_status()
-        return r.json()["data"]
-
-    def wait_all_targets_up(self, timeout=120):
-        deadline = time.monotonic() + timeout
-        while True:
-            targets = self.prom("/api/v1/targets", state="active")["activeTargets"]
-            health = {t["labels"]["job"]: t["health"] for t in targets}
-            if set(health) >= CORE_JOBS and set(health.values()) == {"up"}:
-                return targets
-            if time.monotonic() > deadline:
-                states = [(t["labels"]["job"], t["health"], t["lastError"]) for t in targets]
-                pytest.fail(f"targets not all up after {timeout} s: {states}")
-            time.sleep(3)
-
-    def account(self):
-        email = f"proof-{time.time_ns()}@example.org"
-        password = "correct horse battery staple"
-        r = self.http.post(f"{self.https}/api/v1/auth/register",
-                           json={"email": email, "password": password}, timeout=30)
-        assert r.status_code == 201, r.text
-        r = self.http.post(f"{self.https}/api/v1/auth/login",
-                           json={"email": email, "password": password}, timeout=30)
-        assert r.status_code == 200, r.text
-        return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
-def _recap(stdout):
-    """{host: {ok, changed, failed, ...}} from ansible-playbook's PLAY RECAP."""
-    recap = {}
-    for host, stats in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", stdout, re.M):
-        recap[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", stats)}
-    return recap
-
-
-def _ok(cp):
-    return f"exit {cp.returncode}\n{cp.stdout[-8000:]}\n{cp.stderr[-3000:]}"
-
-
-@pytest.fixture(scope="module")
-def appliance(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.fail("the appliance proof needs root (systemd-nspawn, veth, iptables)")
-    for tool in ("debootstrap", "systemd-nspawn", "nsenter", "iptables", "ip", "git"):
-        require_tool(tool)
-    nspawn = load_nspawn()
-    started = time.monotonic()
-    snapshot = nspawn.snapshot_repo(tmp_path_factory.mktemp("repo"))
-    t = time.monotonic()
-    nspawn.rootfs_tarball()
-    PROOF_TIMINGS["rootfs (debootstrap or cache)"] = time.monotonic() - t
-    container = nspawn.Container.create(f"vigil-{os.getpid() % 100000}", repo=snapshot)
-    try:
-        t = time.monotonic()
-        container.boot()
-        PROOF_TIMINGS["boot to running"] = time.monotonic() - t
-        t = time.monotonic()
-        container.install_ansible()
-        PROOF_TIMINGS["install pinned ansible-core"] = time.monotonic() - t
-        t = time.monotonic()
-        site = container.ansible_playbook("-i", INVENTORY, "playbooks/site.yml")
-        PROOF_TIMINGS["site.yml, first run"] = time.monotonic() - t
-        yield Appliance(container, site)
-    finally:
-        container.destroy()
-        PROOF_TIMINGS["whole proof"] = time.monotonic() - started
-        report = REPO / "reports"
-        report.mkdir(exist_ok=True)
-        (report / "appliance-proof.json").write_text(json.dumps(PROOF_TIMINGS, indent=2))
 
 
 def test_site_yml_provisions_the_container(appliance):
@@ -131,11 +39,11 @@ def test_secrets_are_generated_private_and_nowhere_in_the_repo(appliance):
     files = ["/etc/vigil/api.env", "/etc/vigil/secrets/api_jwt_secret_key",
              "/etc/vigil/secrets/postgresql_vigil_password",
              "/etc/vigil/secrets/postgresql_postgres_exporter_password"]
-    modes = appliance.c.run("stat", "-c", "%a %U", *files).stdout.split("\n")
+    modes = appliance.run("stat", "-c", "%a %U", *files).stdout.split("\n")
     assert modes[:len(files)] == ["600 root"] * len(files)
-    key = appliance.c.run("cat", "/etc/vigil/secrets/api_jwt_secret_key").stdout
+    key = appliance.run("cat", "/etc/vigil/secrets/api_jwt_secret_key").stdout
     assert len(key) == 64
-    repo_text = "".join(p.read_text(errors="ignore") for p in Path(appliance.c.repo).rglob("*")
+    repo_text = "".join(p.read_text(errors="ignore") for p in REPO.rglob("*")
                         if p.is_file())
     assert key not in repo_text
 
@@ -227,7 +135,7 @@ def test_alertmanager_has_the_repo_config_and_prometheus_uses_it(appliance):
     # the local receiver's JSON-lines file.
     deadline = time.monotonic() + 120
     while True:
-        log = appliance.c.run("cat", "/var/log/vigil-alerts/alerts.jsonl", check=False).stdout
+        log = appliance.run("cat", "/var/log/vigil-alerts/alerts.jsonl", check=False).stdout
         names = {a["labels"]["alertname"] for line in log.splitlines()
                  for a in json.loads(line)["payload"]["alerts"]}
         if "Watchdog" in names:
@@ -247,7 +155,7 @@ def test_node_and_postgres_exporters_are_scraped(appliance):
 
 def test_prometheus_config_change_reloads_without_restart(appliance):
     def main_pid():
-        return appliance.c.run("systemctl", "show", "-p", "MainPID", "--value",
+        return appliance.run("systemctl", "show", "-p", "MainPID", "--value",
                                "prometheus").stdout.strip()
 
     def evaluation_interval():
@@ -288,15 +196,15 @@ def test_backup_delete_restore_brings_the_data_back(appliance):
     # Retention: a dump past the 14-day window goes, one inside it stays.
     old, recent = "/var/backups/vigil/vigil-20000101T000000Z.dump", \
         "/var/backups/vigil/vigil-20000102T000000Z.dump"
-    appliance.c.run("sh", "-c", f"touch -d '20 days ago' {old} && touch -d '2 days ago' {recent}")
+    appliance.run("sh", "-c", f"touch -d '20 days ago' {old} && touch -d '2 days ago' {recent}")
     before = time.time()
     t = time.monotonic()
     cp = appliance.playbook("playbooks/backup.yml")
     PROOF_TIMINGS["backup.yml"] = time.monotonic() - t
     assert cp.returncode == 0, _ok(cp)
-    dumps = appliance.c.run("ls", "/var/backups/vigil").stdout.split()
+    dumps = appliance.run("ls", "/var/backups/vigil").stdout.split()
     assert "vigil-20000101T000000Z.dump" not in dumps and "vigil-20000102T000000Z.dump" in dumps
-    appliance.c.run("rm", recent)  # not a real dump: restore.yml must pick the newest real one
+    appliance.run("rm", recent)  # not a real dump: restore.yml must pick the newest real one
 
     assert http.delete(f"{base}/api/v1/content/{item['id']}", headers=auth,
                        timeout=10).status_code == 204
@@ -330,7 +238,7 @@ def test_reboot_brings_every_service_back_with_the_data(appliance):
     assert r.status_code == 201, r.text
     item_id = r.json()["id"]
     t = time.monotonic()
-    appliance.c.reboot()
+    appliance.reboot()
     PROOF_TIMINGS["reboot (poweroff + boot)"] = time.monotonic() - t
     cp = appliance.playbook("playbooks/verify.yml")
     assert cp.returncode == 0, _ok(cp)
@@ -351,9 +259,9 @@ NEEDS_GRAFANA_REPO = re.compile(
 def test_observability_roles_check_mode(appliance):
     """Grafana, Loki and Alloy cannot be installed here; their roles still run in check mode."""
     t = time.monotonic()
-    cp = appliance.c.ansible_playbook(
-        "-i", "appliance/inventories/container-observability", "playbooks/site.yml",
-        "--check", "--diff", "--tags", ",".join(NOT_HERE))
+    cp = appliance.playbook(
+        "playbooks/site.yml", "--check", "--diff", "--tags", ",".join(NOT_HERE),
+        inventory="appliance/inventories/container-observability")
     PROOF_TIMINGS["check mode: loki, alloy, grafana"] = time.monotonic() - t
     assert cp.returncode == 0, _ok(cp)
     task, failed_steps = None, []
