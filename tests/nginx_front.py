@@ -107,9 +107,25 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "vigil.crt", directory / "vigil.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-sha256",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
         check=True,
         capture_output=True,
     )
@@ -163,8 +179,17 @@ def run_nginx(directory: Path, upstream: str | None = None, extra_http: str = ""
         "}\n"
     )
     proc = subprocess.Popen(
-        [nginx_binary(), "-p", str(directory), "-c", str(conf), "-e", str(error_log),
-         "-g", "daemon off;"],
+        [
+            nginx_binary(),
+            "-p",
+            str(directory),
+            "-c",
+            str(conf),
+            "-e",
+            str(error_log),
+            "-g",
+            "daemon off;",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
@@ -175,8 +200,9 @@ def run_nginx(directory: Path, upstream: str | None = None, extra_http: str = ""
                 raise RuntimeError(
                     f"nginx exited with {proc.returncode}:\n{error_log.read_text(errors='replace')}"
                 )
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", https_port), timeout=1
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", https_port), timeout=1),
             ):
                 break
             if time.monotonic() > deadline:
