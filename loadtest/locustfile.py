@@ -228,7 +228,11 @@ def _started(environment, **_kw) -> None:
     for name in ("guard", "sampler", "progress"):  # a new run from the web UI starts afresh
         if name in _state:
             _state.pop(name).kill(block=False)
-    _state["accounts"] = _prepare_accounts(environment)
+    shape.holding = True
+    try:
+        _state["accounts"] = _prepare_accounts(environment)
+    finally:
+        shape.holding = False
     if not accounts.POOL and environment.parsed_options.accounts != "register":
         log.error("No account could be prepared: stopping before the measured phase")
         environment.process_exit_code = 2

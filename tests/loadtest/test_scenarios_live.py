@@ -252,6 +252,7 @@ STRESS = ("--scenario", "stress", "--stress-step-users", "2", "--stress-step-dur
 
 
 def test_stress_holds_every_step_when_the_service_copes(live_api, tmp_path, run_locust):
+    """Accounts are prepared at 1/s, longer than a step: the steps start after them."""
     path = thresholds_file(
         tmp_path,
         "stress:\n  all: ['error_ratio < 0.5']\n"
@@ -265,6 +266,8 @@ def test_stress_holds_every_step_when_the_service_copes(live_api, tmp_path, run_
         *STRESS,
         "--stress-max-steps",
         "3",
+        "--accounts-rate",
+        "1",
         *FAST,
         "--thresholds",
         path,
@@ -272,7 +275,9 @@ def test_stress_holds_every_step_when_the_service_copes(live_api, tmp_path, run_
         str(tmp_path / "r"),
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    shape = json.loads((tmp_path / "r" / "thresholds.json").read_text())["shape"]
+    verdict = json.loads((tmp_path / "r" / "thresholds.json").read_text())
+    assert verdict["accounts"]["created"] == 6 and verdict["accounts"]["seconds"] > 4
+    shape = verdict["shape"]
     assert [s["users"] for s in shape["steps"]] == [2, 4, 6]
     assert all(s["passed"] and s["requests"] > 0 for s in shape["steps"])
     assert (shape["held_users"], shape["broke_at_users"]) == (6, None)
