@@ -23,6 +23,7 @@ from pathlib import Path
 import gevent
 import requests
 from gevent.pool import Pool
+from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InsecureRequestWarning
 
 from .backpressure import BackoffPolicy
@@ -124,23 +125,26 @@ def prepare(host: str, count: int, rate: float, policy: BackoffPolicy, timeout: 
     and a Preparation. Back-pressure is honoured as the personas honour it."""
     done = Preparation("prepared", requested=count, rate=rate)
     accounts: list[Account] = []
+    # Paced starts; the pool only caps how many wait on a slow server at once.
+    pool = Pool(max(2, math.ceil(rate * 4)))
     session = requests.Session()
+    for scheme in ("http://", "https://"):  # one kept-alive connection per waiting request
+        session.mount(scheme, HTTPAdapter(pool_maxsize=pool.size))
+    # Not verified, as the personas (FastHttpUser's default) do not verify: the target is a
+    # test appliance with a self-signed certificate, named on purpose in ALLOWED_HOSTS. Said
+    # once for the process: catch_warnings is not safe across greenlets.
+    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
 
     def register_one() -> None:
         account = new_account()
         for attempt in itertools.count():
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", InsecureRequestWarning)
-                    response = session.post(
-                        host.rstrip("/") + REGISTER,
-                        json={"email": account.email, "password": account.password},
-                        timeout=timeout,
-                        # As the personas (FastHttpUser's default): the target is a test
-                        # appliance with a self-signed certificate, named in ALLOWED_HOSTS.
-                        # Per request: REQUESTS_CA_BUNDLE would override a session setting.
-                        verify=False,
-                    )
+                response = session.post(
+                    host.rstrip("/") + REGISTER,
+                    json={"email": account.email, "password": account.password},
+                    timeout=timeout,
+                    verify=False,  # per request: REQUESTS_CA_BUNDLE overrides a session's
+                )
             except requests.RequestException as exc:
                 done.failed += 1
                 done.errors.append(f"{type(exc).__name__}: {exc}"[:200])
@@ -159,8 +163,6 @@ def prepare(host: str, count: int, rate: float, policy: BackoffPolicy, timeout: 
             gevent.sleep(wait)
 
     started = time.monotonic()
-    # Paced starts; the pool only caps how many wait on a slow server at once.
-    pool = Pool(max(2, math.ceil(rate * 4)))
     for n in range(count):
         gevent.sleep(max(0.0, started + n / rate - time.monotonic()))
         pool.spawn(register_one)
