@@ -7,14 +7,14 @@ import subprocess
 import jinja2
 import pytest
 import yaml
-from appliance_env import ANSIBLE_ENV, REPO, ROLES, venv_bin
+from appliance_env import REPO, ROLES, venv_bin
 
 
 def _inventory(name):
     cp = subprocess.run([venv_bin("ansible-inventory"), "-i",
                          str(REPO / "appliance" / "inventories" / name), "--list"],
-                        capture_output=True, text=True, check=True, cwd=REPO,
-                        env={**ANSIBLE_ENV, "PATH": "/usr/bin:/bin"})
+                        capture_output=True, text=True, check=True,
+                        env={"PATH": "/usr/bin:/bin"}, cwd=REPO)
     data = json.loads(cp.stdout)
     groups = {"all": sorted(data["_meta"]["hostvars"])}
     for group, body in data.items():
