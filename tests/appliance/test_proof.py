@@ -242,9 +242,9 @@ def test_halt_and_up_bring_every_service_back_with_the_data(appliance):
 # In check mode only the steps that need Grafana's APT repository or an installed package may
 # fail (and are ignored, by design, in check mode only); every configuration step must run.
 NEEDS_GRAFANA_REPO = re.compile(
-    r"^(TASK|RUNNING HANDLER) \[(loki|alloy|grafana) : (Fetch Grafana's APT signing key"
-    r"|Install \w+ at the pinned version|Hold \w+ at the pinned version|Start \w+"
-    r"|Restart \w+|Reload \w+)\]")
+    r"^(TASK|RUNNING HANDLER) \[(grafana_repository : Fetch Grafana's APT signing key"
+    r"|(loki|alloy|grafana) : (Install \w+ at the pinned version|Hold \w+ at the pinned version"
+    r"|Start \w+|Restart \w+|Reload \w+))\]")
 
 
 def test_observability_roles_check_mode(appliance):
