@@ -199,10 +199,13 @@ def _report_progress(environment) -> None:
     while True:
         gevent.sleep(PROGRESS_SECONDS)
         failed = total.num_failures / total.num_requests if total.num_requests else 0.0
-        p95 = total.get_current_response_time_percentile(0.95) or 0
+        try:
+            p95 = total.get_current_response_time_percentile(0.95) or 0
+        except ValueError:  # no response-time cache on this runner: the whole run's
+            p95 = total.get_response_time_percentile(0.95) if total.num_requests else 0
         progress.info(
             "%5.0f s  %3d users  %6.1f req/s  %6d requests  %5.2f %% failed  "
-            "%4d back-pressure  p95 %5.0f ms (last 10 s)",
+            "%4d back-pressure  p95 %5.0f ms (recent)",
             shape.get_run_time(),
             runner.user_count,
             total.current_rps,
