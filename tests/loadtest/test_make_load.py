@@ -84,7 +84,7 @@ def test_make_load_with_local_processes(live_api, tmp_path):
         "load",
         "SCENARIO=smoke",
         f"HOST={live_api.url}",
-        "DURATION=5s",
+        "DURATION=10s",  # long enough for the reader to find a writer's item on a fresh database
         "PROCESSES=2",
         "PROM_PORT=0",
         "THINK_TIME=0.1:0.4",
