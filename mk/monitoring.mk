@@ -9,7 +9,7 @@ AM_ALL_RECEIVERS := \
 AM_ROUTE_CASES := \
   "severity=page service=vigil-api alertname=ApiHighErrorRatio=>page" \
   "severity=ticket service=host alertname=NodeHighCpu=>ticket" \
-  "severity=info service=vigil-api alertname=ApiFaultSwitchActive=>local" \
+  "severity=info service=vigil-api alertname=ApiFaultSwitchActive=>info" \
   "severity=info service=monitoring alertname=Watchdog=>heartbeat"
 
 DRILL_API ?= http://127.0.0.1:8000
