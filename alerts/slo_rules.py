@@ -282,7 +282,7 @@ def _probes(slo, value, minutes):
     """Two probe modules answering ``value`` (1 or 0) at every test step."""
     name = slo["probes"]["metric"]
     return [{"series": f'{name}{{job="edge-probe", instance="vigil", module="{m}"}}',
-             "values": f"{value}x{_steps(minutes)}"}
+             "values": f"{value}+0x{_steps(minutes)}"}
             for m in ("https_ready", "https_content_read")]
 
 
@@ -380,7 +380,7 @@ def tests_document(spec):
             for series in _traffic(slo, 0, 1, 60)
         ]
         errors_series = low[1]
-        errors_series["values"] = f"0x{_steps(58)} 0+{_per_step(1):g}x{_steps(2)}"
+        errors_series["values"] = f"0+0x{_steps(58)} 0+{_per_step(1):g}x{_steps(2)}"
         tests.append({
             "name": f"{slo['name']}: two errors in sixty requests do not page (minimum traffic)",
             "interval": f"{_TEST_STEP}s",
@@ -419,7 +419,7 @@ def _edge_outage_tests(spec, slo):
                 and short_bad / short_total / budget > burn["factor"]
                 and failing * 60 >= seconds(burn.get("for", "0s")) + 60):
             expected.append(_expected(spec, slo, burn, value))
-    series = [{**s, "values": f"1x{_steps(healthy)} 0x{_steps(failing)}"}
+    series = [{**s, "values": f"1+0x{_steps(healthy)} 0+0x{_steps(failing)}"}
               for s in _probes(slo, 1, 1)]
     return [{
         "name": f"{slo['name']}: a total outage seen only by the probes at the front door pages",
@@ -466,8 +466,8 @@ def longterm_tests_document(spec):
             "name": f"{slo['name']}: a period without events has no ratio and all its budget",
             "interval": "1h",
             "input_series": [
-                {"series": f"{errors}{job}", "values": "0x47"},
-                {"series": f"{total}{job}", "values": "0x47"},
+                {"series": f"{errors}{job}", "values": "0+0x47"},
+                {"series": f"{total}{job}", "values": "0+0x47"},
             ],
             "promql_expr_test": [
                 {"expr": metric(slo, "ratio", spec["period"]), "eval_time": "47h",

@@ -44,7 +44,8 @@ def require_tool(name):
 
 INVENTORY = "appliance/inventories/container"
 # Prometheus jobs every provisioned appliance scrapes.
-CORE_JOBS = {"vigil-api", "node", "postgres", "prometheus", "alertmanager"}
+CORE_JOBS = {"vigil-api", "node", "postgres", "prometheus", "alertmanager",
+             "nginx", "nginx-log", "edge-probe", "prometheus-longterm"}
 
 
 def recap(stdout):
