@@ -141,7 +141,8 @@ def render_page(view, grafana_url, heartbeat_timeout):
     beat_text = (f"last Watchdog heartbeat at {html.escape(beat[:19].replace('T', ' '))} UTC "
                  f"(a ticket is raised after {heartbeat_timeout:g} s without one)"
                  if beat else "no Watchdog heartbeat received yet")
-    head = "<tr><th>severity</th><th>alert</th><th>summary</th><th>since (UTC)</th><th></th><th></th></tr>"
+    head = "<tr>" + "".join(f"<th>{h}</th>" for h in (
+        "severity", "alert", "summary", "since (UTC)", "", "")) + "</tr>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="30">
 <title>Vigil alerts</title>
