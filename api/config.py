@@ -21,6 +21,9 @@ DEFAULTS = {
     "ARGON2_MEMORY_KIB": 65536,
     "ARGON2_PARALLELISM": 4,
     "MAX_BODY_BYTES": 1024 * 1024,
+    # Reverse proxies in front of the API (nginx on the appliance: 1). Their X-Forwarded-For and
+    # X-Forwarded-Proto are trusted for that many hops, so logs carry the client's address.
+    "PROXY_COUNT": 0,
 }
 
 #: OWASP Password Storage Cheat Sheet minimum for argon2id: m=19 MiB, t=2, p=1.
@@ -62,6 +65,8 @@ def load_config(app, overrides=None):
     cfg["JWT_ALGORITHM"] = "HS256"
     cfg["JWT_DECODE_ALGORITHMS"] = ["HS256"]
     cfg["MAX_CONTENT_LENGTH"] = int(cfg["MAX_BODY_BYTES"])
+    if not 0 <= int(cfg["PROXY_COUNT"]) <= 5:
+        raise ConfigError(f"VIGIL_PROXY_COUNT must be 0 to 5, not {cfg['PROXY_COUNT']!r}")
     cfg["SECRET_KEY"] = cfg["JWT_SECRET_KEY"]
     cfg["API_TITLE"] = "Vigil API"
     cfg["API_VERSION"] = "v1"

@@ -1,13 +1,16 @@
 """Refresh sessions (token families): issue, rotate, detect reuse, revoke -- all in the database."""
+import logging
 import uuid
 from datetime import timedelta
 
-from flask import current_app
+from flask import current_app, has_request_context, request
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from api import events
 from api.db import write_transaction
 from api.models import RefreshSession, User, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class SessionRejected(Exception):
@@ -63,6 +66,11 @@ def rotate(claims):
                    .execute())
     if not swapped:
         revoke_family(session.id, reason="reuse")
+        # The runbook of ApiRefreshTokenReuseSpike searches for this line (event, user, address).
+        log.warning("refresh token reused; session revoked", extra={
+            "event": "refresh_reuse", "session_id": str(session.id),
+            "reuse_user_id": str(session.user_id),
+            "remote_addr": request.remote_addr if has_request_context() else None})
         events.auth_event.send(current_app._get_current_object(), event="refresh_reuse",
                                user_id=str(session.user_id))
         raise SessionRejected("refresh token reused; session revoked")
