@@ -1,8 +1,7 @@
 """Flask extensions Vigil binds in the factory: the OpenAPI-generating Api and the JWT manager."""
 import http
-import json
 
-from flask import send_from_directory
+from flask import abort, send_from_directory
 from flask_jwt_extended import JWTManager
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
@@ -11,6 +10,7 @@ from swagger_ui_bundle import swagger_ui_path
 from webargs.flaskparser import FlaskParser
 
 from api import errors
+from api.bodies import MalformedBody, parse_json_body
 from api.logs import note_user
 from api.sessions import token_is_revoked
 
@@ -38,20 +38,21 @@ class ProblemApi(Api):
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
 
-class BoundedJsonParser(FlaskParser):
-    """webargs' parser, answering 400 (not 500) to JSON nested deeper than Python recurses."""
+class StrictJsonParser(FlaskParser):
+    """webargs' parser with Vigil's strict JSON bodies (api.bodies): every flaw is a 400."""
 
-    def _raw_load_json(self, req):
+    def load_json(self, req, schema):
+        """The parsed body of an operation that takes one (an empty body is an error too)."""
         try:
-            return super()._raw_load_json(req)
-        except RecursionError as e:
-            raise json.JSONDecodeError("JSON nested too deeply", "", 0) from e
+            return parse_json_body(req.get_data(cache=True))
+        except MalformedBody as e:
+            abort(400, description=f"The request body is not valid JSON: {e}.")
 
 
 class ApiBlueprint(SmorestBlueprint):
-    """The blueprint every API resource uses: flask-smorest's, with the bounded parser."""
+    """The blueprint every API resource uses: flask-smorest's, with the strict JSON parser."""
 
-    ARGUMENTS_PARSER = BoundedJsonParser()
+    ARGUMENTS_PARSER = StrictJsonParser()
 
 
 def _unauthorized(detail):
