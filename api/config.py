@@ -61,7 +61,9 @@ def load_config(app, overrides=None):
     cfg["JWT_TOKEN_LOCATION"] = ["headers"]
     cfg["JWT_ALGORITHM"] = "HS256"
     cfg["JWT_DECODE_ALGORITHMS"] = ["HS256"]
-    cfg["MAX_CONTENT_LENGTH"] = int(cfg["MAX_BODY_BYTES"])
+    # One byte over the limit: werkzeug cuts a chunked body at MAX_CONTENT_LENGTH without an
+    # error, so api.requests reads one byte more to tell a body at the limit from a longer one.
+    cfg["MAX_CONTENT_LENGTH"] = int(cfg["MAX_BODY_BYTES"]) + 1
     cfg["SECRET_KEY"] = cfg["JWT_SECRET_KEY"]
     cfg["API_TITLE"] = "Vigil API"
     cfg["API_VERSION"] = "v1"
