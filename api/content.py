@@ -2,6 +2,7 @@
 from flask import Response, request
 from flask_jwt_extended import get_jwt_identity, jwt_required
 
+from api.conditions import MalformedCondition, Preconditions
 from api.content_store import (
     EditConflict,
     NotOwner,
@@ -28,9 +29,15 @@ bp = ApiBlueprint("content", __name__, url_prefix="/api/v1/content", description
 BEARER = [{"bearer": []}]
 IF_MATCH = {"in": "header", "name": "If-Match", "required": False,
             "schema": {"type": "string"},
-            "description": "ETag the change is based on (412 if stale)"}
+            "description": "* or a list of strong ETags the change is based on (412 unless one "
+                           "is current; weak tags never match; 400 if malformed)"}
 IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "required": False,
-                 "schema": {"type": "string"}, "description": "ETag you hold (304 if current)"}
+                 "schema": {"type": "string"},
+                 "description": "* or a list of ETags you hold (304 if one is current, "
+                                "weak comparison; 400 if malformed)"}
+IF_NONE_MATCH_WRITE = {**IF_NONE_MATCH,
+                       "description": "* or a list of ETags (412 if the item exists and * was "
+                                      "sent or one of them is current; 400 if malformed)"}
 ETAG_HEADER = {"ETag": {"description": "strong validator of this representation",
                         "schema": {"type": "string"}}}
 
@@ -76,54 +83,63 @@ def create(data):
 @jwt_required()
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
 @bp.alt_response(304, response="NOT_MODIFIED")
+@bp.alt_response(400, response="BAD_REQUEST")
 @bp.alt_response(401, response="UNAUTHORIZED")
 @bp.alt_response(404, response="NOT_FOUND")
 def read(id):
-    """One item; If-None-Match with its ETag answers 304."""
-    item = find_visible(id, get_jwt_identity())
+    """One item; If-None-Match naming its ETag (or *) answers 304."""
+    return _guarded(lambda conditions: _read(id, conditions))
+
+
+def _read(item_id, conditions):
+    item = find_visible(item_id, get_jwt_identity())
     if item is None:
-        return problem(404, detail="No such content item.")
-    # RFC 9110: If-None-Match uses the weak comparison
-    if request.if_none_match.contains_weak(etag_of(item)) or request.if_none_match.star_tag:
+        raise LookupError(item_id)
+    if conditions.none_match_fails(etag_of(item)):
         return Response(status=304, headers={"ETag": f'"{etag_of(item)}"'})
     return _with_etag(item)
 
 
 @bp.patch("/<id>")
-@bp.doc(security=BEARER, parameters=[IF_MATCH])
+@bp.doc(security=BEARER, parameters=[IF_MATCH, IF_NONE_MATCH_WRITE])
 @jwt_required()
 @bp.arguments(ContentPatchSchema)
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
+@bp.alt_response(400, response="BAD_REQUEST")
 @bp.alt_response(401, response="UNAUTHORIZED")
 @bp.alt_response(403, response="FORBIDDEN")
 @bp.alt_response(404, response="NOT_FOUND")
 @bp.alt_response(412, response="PRECONDITION_FAILED")
 def patch(data, id):
     """Change some fields (owner only); If-Match guards against lost updates."""
-    return _guarded(lambda: _with_etag(
-        update_item(id, get_jwt_identity(), data, request.if_match)))
+    return _guarded(lambda conditions: _with_etag(
+        update_item(id, get_jwt_identity(), data, conditions)))
 
 
 @bp.delete("/<id>")
-@bp.doc(security=BEARER, parameters=[IF_MATCH])
+@bp.doc(security=BEARER, parameters=[IF_MATCH, IF_NONE_MATCH_WRITE])
 @jwt_required()
 @bp.response(204)
+@bp.alt_response(400, response="BAD_REQUEST")
 @bp.alt_response(401, response="UNAUTHORIZED")
 @bp.alt_response(403, response="FORBIDDEN")
 @bp.alt_response(404, response="NOT_FOUND")
 @bp.alt_response(412, response="PRECONDITION_FAILED")
 def delete(id):
     """Delete an item (owner only)."""
-    return _guarded(lambda: delete_item(id, get_jwt_identity(), request.if_match))
+    return _guarded(lambda conditions: delete_item(id, get_jwt_identity(), conditions))
 
 
 def _guarded(action):
-    """Map the ownership and precondition rules to their HTTP answers."""
+    """Run ``action(preconditions)``; map the ownership and precondition rules to answers."""
     try:
-        return action()
+        return action(Preconditions.of(request.headers))
+    except MalformedCondition as e:
+        return problem(400, detail=str(e))
     except LookupError:
         return problem(404, detail="No such content item.")
     except NotOwner:
         return problem(403, detail="Only the owner may change this item.")
     except EditConflict:
-        return problem(412, detail="The item changed since the ETag you sent.")
+        return problem(412, detail="The item does not match the request's preconditions "
+                                   "(If-Match or If-None-Match).")
