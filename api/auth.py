@@ -39,7 +39,7 @@ def register(data):
 def login(data):
     """Exchange email and password for an access and a refresh token."""
     try:
-        return authenticate(data["email"].strip().lower(), data["password"])
+        return authenticate(data["email"], data["password"])
     except LockedOut as e:
         return problem(429, detail="Too many failed logins; try again later.",
                        headers={"Retry-After": str(e.retry_after)})

@@ -1,6 +1,8 @@
 """marshmallow schemas: they validate requests and generate the OpenAPI document."""
-from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, validate
+
+from api.emails import MAX_LENGTH as EMAIL_MAX_LENGTH
+from api.emails import InvalidEmail, normalise_email
 
 #: Password bounds from the contract.
 PASSWORD_LENGTH = validate.Length(min=12, max=128)
@@ -38,26 +40,29 @@ class UTCDateTime(fields.DateTime):
 
 
 class Email(Text):
-    """An email address, checked by email-validator and lower-cased."""
+    """An email address, in the one normal form (api.emails) register and login share."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
         try:
-            checked = validate_email(value, check_deliverability=False)
-        except EmailNotValidError as e:
+            return normalise_email(value)
+        except InvalidEmail as e:
             raise ValidationError(f"Not a valid email address: {e}") from e
-        return checked.normalized.lower()
+
+
+def _email():
+    return Email(required=True, validate=validate.Length(max=EMAIL_MAX_LENGTH),
+                 metadata={"example": "ada@example.com", "format": "email"})
 
 
 class RegisterSchema(Schema):
-    email = Email(required=True, validate=validate.Length(max=254),
-                  metadata={"example": "ada@example.com"})
+    email = _email()
     password = Text(required=True, load_only=True, validate=PASSWORD_LENGTH,
                              metadata={"format": "password"})
 
 
 class LoginSchema(Schema):
-    email = Text(required=True, validate=validate.Length(max=320))
+    email = _email()
     password = Text(required=True, load_only=True, validate=validate.Length(max=1024),
                              metadata={"format": "password"})
 

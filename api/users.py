@@ -4,6 +4,7 @@ from flask import Blueprint as FlaskBlueprint
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
 
 from api.accounts import LockedOut, change_password, deactivate_user
+from api.emails import InvalidEmail, normalise_email
 from api.errors import problem, validation_problem
 from api.extensions import ApiBlueprint
 from api.models import User
@@ -53,7 +54,11 @@ def password(data):
 @click.argument("email")
 def deactivate_command(email):
     """Deactivate an account: no more logins, its live tokens are rejected."""
-    user = User.get_or_none(User.email == email.strip().lower())
+    try:
+        email = normalise_email(email)
+    except InvalidEmail as e:
+        raise click.ClickException(f"not a valid email address: {e}") from e
+    user = User.get_or_none(User.email == email)
     if user is None:
         raise click.ClickException(f"no account with email {email}")
     deactivate_user(user.id)

@@ -1,5 +1,6 @@
 """Registration, login, lockout, refresh rotation with reuse detection, logout."""
 import time
+import unicodedata
 
 import pytest
 from flask_jwt_extended import decode_token
@@ -214,3 +215,51 @@ def test_revocation_lives_in_the_database_not_the_process(auth, app):
     other = other_node.test_client()
     assert other.get(ME, headers=account.headers).status_code == 401
     assert other.post(REFRESH, headers=account.refresh_headers).status_code == 401
+
+
+EMAIL_FORMS = {
+    "nfd": unicodedata.normalize("NFD", "José@Bücher.example"),
+    "fullwidth-domain": "jose@ｂｕｃｈｅｒ.example",
+    "punycode": "Jose@xn--bcher-kva.example",
+    "upper-case": "JOSE@EXAMPLE.COM",
+}
+
+
+@pytest.mark.parametrize("form", EMAIL_FORMS.values(), ids=EMAIL_FORMS.keys())
+def test_login_accepts_exactly_the_string_that_registered(client, form):
+    """Register and login share one normalisation: whatever registered also logs in."""
+    r = client.post(REGISTER, json={"email": form, "password": "correct horse battery"})
+    assert r.status_code == 201, r.json
+    stored = r.json["email"]
+    for login_form in (form, stored):
+        r = client.post(LOGIN, json={"email": login_form, "password": "correct horse battery"})
+        assert r.status_code == 200, (login_form, r.json)
+    r = client.post(REGISTER, json={"email": stored, "password": "correct horse battery"})
+    assert r.status_code == 409
+
+
+def test_failures_under_every_form_count_toward_one_lockout(client):
+    client.post(REGISTER, json={"email": EMAIL_FORMS["nfd"], "password": "correct horse battery"})
+    forms = [EMAIL_FORMS["nfd"], "josé@bücher.example", "José@xn--bcher-kva.example"]
+    for i in range(10):
+        client.post(LOGIN, json={"email": forms[i % 3], "password": "wrong password!"})
+    r = client.post(LOGIN, json={"email": "josé@bücher.example",
+                                 "password": "correct horse battery"})
+    assert r.status_code == 429
+
+
+@pytest.mark.parametrize("path", [REGISTER, LOGIN])
+@pytest.mark.parametrize("email", [" ada@example.com", "ada@example.com ", "\tada@example.com"])
+def test_surrounding_spaces_are_refused_alike_by_register_and_login(client, path, email):
+    r = client.post(path, json={"email": email, "password": "correct horse battery"})
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json["errors"]] == ["email"]
+
+
+def test_deactivate_cli_normalises_the_email(app, client):
+    client.post(REGISTER, json={"email": EMAIL_FORMS["nfd"], "password": "correct horse battery"})
+    result = app.test_cli_runner().invoke(args=["users", "deactivate",
+                                                EMAIL_FORMS["punycode"].replace("Jose", "José")])
+    assert result.exit_code == 0, result.output
+    r = client.post(LOGIN, json={"email": EMAIL_FORMS["nfd"], "password": "correct horse battery"})
+    assert r.status_code == 401
