@@ -1,4 +1,6 @@
 """The database: a peewee proxy bound at start-up, per-request connections, timed statements."""
+import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -136,6 +138,22 @@ def write_transaction():
     if isinstance(database.obj, SqliteDatabase):
         return database.atomic(lock_type="IMMEDIATE")
     return database.atomic()
+
+
+@contextlib.contextmanager
+def write_transaction_for(name):
+    """A write_transaction that no other transaction naming ``name`` runs beside.
+
+    SQLite's BEGIN IMMEDIATE already admits one writer at a time; on PostgreSQL a
+    transaction-scoped advisory lock on a 64-bit hash of ``name`` serialises only those
+    transactions, so unrelated writes go on in parallel.
+    """
+    with write_transaction():
+        if not isinstance(database.obj, SqliteDatabase):
+            digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+            key = int.from_bytes(digest, "big", signed=True)
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
+        yield
 
 
 def pool_stats():

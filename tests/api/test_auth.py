@@ -1,10 +1,12 @@
 """Registration, login, lockout, refresh rotation with reuse detection, logout."""
+import threading
 import time
 import unicodedata
 
 import pytest
 from flask_jwt_extended import decode_token
 
+from api import accounts
 from api.sessions import count_active_sessions
 from tests.conftest import make_app
 
@@ -263,3 +265,50 @@ def test_deactivate_cli_normalises_the_email(app, client):
     assert result.exit_code == 0, result.output
     r = client.post(LOGIN, json={"email": EMAIL_FORMS["nfd"], "password": "correct horse battery"})
     assert r.status_code == 401
+
+
+PARALLEL_GUESSES = 8
+
+
+@pytest.mark.parametrize("earlier_failures", [0, 6])
+@pytest.mark.parametrize("path", [LOGIN, "/api/v1/users/me/password"])
+def test_lockout_threshold_is_exact_under_concurrency(app, auth, monkeypatch, earlier_failures,
+                                                      path):
+    """Eight parallel wrong passwords: never more than the threshold of password checks."""
+    account = auth.signup()
+    checks, lock = [], threading.Lock()
+    real_verify = accounts.verify_password
+
+    def slow_counted_verify(password_hash, password):
+        with lock:
+            checks.append(password)
+        time.sleep(0.05)  # keeps every guess in flight at once
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(accounts, "verify_password", slow_counted_verify)
+    if path == LOGIN:
+        body = {"email": account.email, "password": "bad password!"}
+    else:
+        body = {"current_password": "bad password!", "new_password": "another long password"}
+    headers = account.headers if path != LOGIN else {}
+    client = app.test_client()
+    for _ in range(earlier_failures):
+        assert client.post(path, json=body, headers=headers).status_code in (401, 422)
+    barrier = threading.Barrier(PARALLEL_GUESSES)
+    statuses = []
+
+    def guess():
+        barrier.wait(10)
+        status = app.test_client().post(path, json=body, headers=headers).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=guess) for _ in range(PARALLEL_GUESSES)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    threshold = 10
+    expected_checks = min(threshold, earlier_failures + PARALLEL_GUESSES)
+    assert len(checks) == expected_checks, f"{len(checks)} password checks, threshold 10"
+    assert statuses.count(429) == earlier_failures + PARALLEL_GUESSES - expected_checks, statuses
