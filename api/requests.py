@@ -10,8 +10,20 @@ def _is_json(mimetype):
     return mimetype == "application/json" or mimetype.endswith("+json")
 
 
+def _canonical_bearer_scheme():
+    """Authorization schemes are case-insensitive (RFC 9110 11.1); flask-jwt-extended
+    compares "Bearer" exactly, so a "bearer" or "BEARER" credential is spelt its way."""
+    value = request.environ.get("HTTP_AUTHORIZATION")
+    if value and not value.startswith("Bearer "):
+        scheme, space, credentials = value.partition(" ")
+        if space and scheme.lower() == "bearer":
+            request.environ["HTTP_AUTHORIZATION"] = f"Bearer {credentials}"
+
+
 def register_request_checks(app):
-    """Answer 415 to API bodies that are not JSON, 413 to bodies over VIGIL_MAX_BODY_BYTES."""
+    """Answer 415 to API bodies that are not JSON, 413 to bodies over VIGIL_MAX_BODY_BYTES;
+    read the bearer scheme case-insensitively."""
+    app.before_request(_canonical_bearer_scheme)
 
     @app.before_request
     def _require_json_body():
