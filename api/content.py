@@ -1,6 +1,6 @@
 """The content blueprint: CRUD with ETags and owner-only changes."""
-from flask import Response, request
-from flask_jwt_extended import get_jwt_identity, jwt_required
+from flask import Response, jsonify, request
+from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
 
 from api.conditions import MalformedCondition, Preconditions
 from api.content_store import (
@@ -9,12 +9,13 @@ from api.content_store import (
     create_item,
     delete_item,
     etag_of,
-    find_visible,
+    find_visible_for_token,
     list_visible,
     update_item,
 )
 from api.errors import problem, validation_problem
-from api.extensions import ApiBlueprint
+from api.extensions import ApiBlueprint, revoked_token_problem
+from api.logs import note_user
 from api.models import Content
 from api.pagination import BadCursor, keyset_page
 from api.schemas import (
@@ -23,6 +24,7 @@ from api.schemas import (
     ContentPatchSchema,
     ContentQuerySchema,
     ContentSchema,
+    content_document,
 )
 
 bp = ApiBlueprint("content", __name__, url_prefix="/api/v1/content", description="Content items")
@@ -46,7 +48,7 @@ def _with_etag(item, status=200, location=False):
     headers = {"ETag": f'"{etag_of(item)}"'}
     if location:
         headers["Location"] = f"/api/v1/content/{item.id}"
-    return item, status, headers
+    return jsonify(content_document(item)), status, headers
 
 
 @bp.get("")
@@ -63,7 +65,8 @@ def list_content(limit, cursor=None, owner=None, published=None, q=None):
     except BadCursor:
         return validation_problem([{"field": "cursor",
                                     "message": "Not a cursor issued by this API."}])
-    return {"items": items, "next_cursor": next_cursor}
+    return jsonify({"items": [content_document(item) for item in items],
+                    "next_cursor": next_cursor})
 
 
 @bp.post("")
@@ -80,7 +83,7 @@ def create(data):
 
 @bp.get("/<id>")
 @bp.doc(security=BEARER, parameters=[IF_NONE_MATCH])
-@jwt_required()
+@jwt_required(skip_revocation_check=True)  # checked in the item's own query (_read)
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
 @bp.alt_response(304, response="NOT_MODIFIED")
 @bp.alt_response(400, response="BAD_REQUEST")
@@ -88,11 +91,14 @@ def create(data):
 @bp.alt_response(404, response="NOT_FOUND")
 def read(id):
     """One item; If-None-Match naming its ETag (or *) answers 304."""
-    return _guarded(lambda conditions: _read(id, conditions))
+    user, item = find_visible_for_token(id, get_jwt())
+    if user is None:
+        return revoked_token_problem()
+    note_user(user.id)
+    return _guarded(lambda conditions: _read(item, id, conditions))
 
 
-def _read(item_id, conditions):
-    item = find_visible(item_id, get_jwt_identity())
+def _read(item, item_id, conditions):
     if item is None:
         raise LookupError(item_id)
     if conditions.none_match_fails(etag_of(item)):

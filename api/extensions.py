@@ -12,7 +12,7 @@ from webargs.flaskparser import FlaskParser
 from api import errors
 from api.bodies import MalformedBody, parse_json_body
 from api.logs import note_user
-from api.sessions import token_is_revoked
+from api.sessions import live_session_user, remember_token_user
 
 DOCS_ASSETS = "/api/v1/docs/assets/"
 _TOKEN_PROBLEM = "https://vigil.invalid/problems/invalid-token"
@@ -60,21 +60,29 @@ def _unauthorized(detail):
                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
+def revoked_token_problem():
+    """The 401 a token gets when its session is revoked or expired, or its user deactivated
+    (for views that check the session in their own query: ``skip_revocation_check``)."""
+    return _unauthorized("Token has been revoked.")
+
+
 def init_jwt(app):
     """A JWT manager whose every failure is a 401 problem (never flask-jwt-extended's 422)."""
     jwt = JWTManager(app)
 
     @jwt.token_in_blocklist_loader
     def _revoked(header, payload):
-        revoked = token_is_revoked(payload)
-        if not revoked:
-            note_user(payload["sub"])
-        return revoked
+        user = live_session_user(payload)
+        if user is None:
+            return True
+        note_user(payload["sub"])
+        remember_token_user(user)
+        return False
 
     jwt.unauthorized_loader(lambda reason: _unauthorized("Missing bearer token."))
     jwt.invalid_token_loader(lambda reason: _unauthorized("Invalid token."))
     jwt.expired_token_loader(lambda header, payload: _unauthorized("Token has expired."))
-    jwt.revoked_token_loader(lambda header, payload: _unauthorized("Token has been revoked."))
+    jwt.revoked_token_loader(lambda header, payload: revoked_token_problem())
     jwt.needs_fresh_token_loader(lambda header, payload: _unauthorized("Fresh token required."))
     jwt.token_verification_failed_loader(lambda header, payload: _unauthorized("Invalid token."))
     jwt.user_lookup_error_loader(lambda header, payload: _unauthorized("Unknown user."))

@@ -9,14 +9,15 @@ from api.errors import problem, validation_problem
 from api.extensions import ApiBlueprint
 from api.models import User
 from api.schemas import PasswordChangeSchema, UserSchema
+from api.sessions import token_user
 
 bp = ApiBlueprint("users", __name__, url_prefix="/api/v1/users", description="The caller's account")
 cli = FlaskBlueprint("users_cli", __name__, cli_group="users")
 BEARER = [{"bearer": []}]
 
 
-def current_user():
-    """The User row behind the verified access token."""
+def current_user_with_password():
+    """The caller's whole User row, password hash included (the token check reads less)."""
     return User.get_by_id(get_jwt_identity())
 
 
@@ -27,7 +28,7 @@ def current_user():
 @bp.alt_response(401, response="UNAUTHORIZED")
 def me():
     """The caller's account."""
-    return current_user()
+    return token_user()
 
 
 @bp.post("/me/password")
@@ -40,7 +41,7 @@ def me():
 def password(data):
     """Change the password; every other session is revoked."""
     try:
-        changed = change_password(current_user(), data["current_password"],
+        changed = change_password(current_user_with_password(), data["current_password"],
                                   data["new_password"], session_id=get_jwt()["sid"])
     except LockedOut as e:
         return problem(429, detail="Too many wrong passwords; try again later.",

@@ -121,3 +121,29 @@ def test_token_responses_are_never_cached(client, auth):
     r = client.post("/api/v1/auth/refresh",
                     headers={"Authorization": f"Bearer {login.json['refresh_token']}"})
     assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("how", ["logout", "deactivate", "expired session"])
+def test_a_dead_session_cannot_read_even_a_published_item(app, client, auth, how):
+    """Reads check the session in the item's own query: a dead one is 401, never the item."""
+    owner = auth.signup()
+    reader = auth.signup()
+    item = client.post("/api/v1/content", json={"title": "public", "is_published": True},
+                       headers=owner.headers)
+    urls = [item.headers["Location"], "/api/v1/content/not-a-uuid",
+            f"/api/v1/content/{uuid.uuid4()}", "/api/v1/content"]
+    for url in urls:
+        assert client.get(url, headers=reader.headers).status_code in (200, 404)
+    if how == "logout":
+        client.post("/api/v1/auth/logout", headers=reader.headers)
+    elif how == "deactivate":
+        app.test_cli_runner().invoke(args=["users", "deactivate", reader.email])
+    else:
+        from api.models import RefreshSession
+        from api.models import utcnow as now
+        with app.app_context():
+            RefreshSession.update(expires_at=now()).execute()
+    for url in urls:
+        r = client.get(url, headers=reader.headers)
+        assert r.status_code == 401, (url, r.json)
+        assert r.json["detail"] == "Token has been revoked."
