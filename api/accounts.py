@@ -9,7 +9,13 @@ from peewee import IntegrityError
 from api import events
 from api.db import database, write_transaction_for
 from api.models import LoginFailure, User, utcnow
-from api.passwords import burn_verification_time, hash_password, needs_rehash, verify_password
+from api.passwords import (
+    burn_verification_time,
+    hash_password,
+    hashing_slot,
+    needs_rehash,
+    verify_password,
+)
 from api.sessions import revoke_user_sessions, start_session
 
 
@@ -69,22 +75,24 @@ def authenticate(email, password):
 
     Raises LockedOut (even for the right password) or InvalidCredentials.
     """
-    user = User.get_or_none(User.email == email)
-    user_id = user.id if user else None
-    try:
-        attempt = _reserve_attempt(email)
-    except LockedOut:
-        _notify("lockout", user_id)
-        raise
-    with _released_if_unchecked(attempt):
-        if user is None:
-            burn_verification_time()
-        matched = user is not None and verify_password(user.password_hash, password)
+    with hashing_slot():  # first: a login refused for capacity touches nothing else
+        user = User.get_or_none(User.email == email)
+        user_id = user.id if user else None
+        try:
+            attempt = _reserve_attempt(email)
+        except LockedOut:
+            _notify("lockout", user_id)
+            raise
+        with _released_if_unchecked(attempt):
+            if user is None:
+                burn_verification_time()
+            matched = user is not None and verify_password(user.password_hash, password)
+        if matched and user.is_active and needs_rehash(user.password_hash):
+            new_hash = hash_password(password)
+            User.update(password_hash=new_hash).where(User.id == user.id).execute()
     if not matched or not user.is_active:
         _notify("login_failure", user_id)
         raise InvalidCredentials()
-    if needs_rehash(user.password_hash):
-        User.update(password_hash=hash_password(password)).where(User.id == user.id).execute()
     LoginFailure.delete().where(LoginFailure.email == email).execute()
     tokens = start_session(user)
     _notify("login_success", user.id)
@@ -126,12 +134,13 @@ def change_password(user, current_password, new_password, session_id):
     Wrong current passwords count toward the login lockout (LockedOut), so a stolen access
     token cannot be used to guess the password.
     """
-    attempt = _reserve_attempt(user.email)
-    with _released_if_unchecked(attempt):
-        matched = verify_password(user.password_hash, current_password)
-    if not matched:
-        return False
-    new_hash = hash_password(new_password)  # before the transaction: hashing takes a while
+    with hashing_slot():
+        attempt = _reserve_attempt(user.email)
+        with _released_if_unchecked(attempt):
+            matched = verify_password(user.password_hash, current_password)
+        if not matched:
+            return False
+        new_hash = hash_password(new_password)  # before the transaction: hashing takes a while
     with database.atomic():
         LoginFailure.delete().where(LoginFailure.id == attempt.id).execute()
         User.update(password_hash=new_hash).where(User.id == user.id).execute()

@@ -20,6 +20,11 @@ DEFAULTS = {
     "ARGON2_TIME_COST": 3,
     "ARGON2_MEMORY_KIB": 65536,
     "ARGON2_PARALLELISM": 4,
+    # Password hashes running at once on the node, across processes (None: half the cores);
+    # the excess is refused with 503 + Retry-After. The slot files live in this directory
+    # (None: a per-user directory in the system's temporary directory).
+    "PASSWORD_HASH_CONCURRENCY": None,
+    "PASSWORD_HASH_SLOTS_DIR": None,
     "MAX_BODY_BYTES": 1024 * 1024,
 }
 
