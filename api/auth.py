@@ -24,6 +24,7 @@ NO_STORE_HEADER = {"Cache-Control": {"description": "no-store: tokens are never 
 
 
 @bp.post("/register")
+@bp.common_errors(body=True)
 @bp.arguments(RegisterSchema)
 @bp.response(201, RegisteredSchema)
 @bp.alt_response(409, response="CONFLICT")
@@ -36,6 +37,7 @@ def register(data):
 
 
 @bp.post("/login")
+@bp.common_errors(body=True)
 @bp.arguments(LoginSchema)
 @bp.response(200, TokenPairSchema, headers=NO_STORE_HEADER)
 @bp.alt_response(401, response="UNAUTHORIZED")
@@ -52,6 +54,7 @@ def login(data):
 
 
 @bp.post("/refresh")
+@bp.common_errors(body=True)
 @bp.doc(security=BEARER, description="Present the refresh token as the bearer token.")
 @jwt_required(refresh=True)
 @bp.response(200, TokenPairSchema, headers=NO_STORE_HEADER)
@@ -65,6 +68,7 @@ def refresh():
 
 
 @bp.post("/logout")
+@bp.common_errors(body=True)
 @bp.doc(security=BEARER)
 @jwt_required()
 @bp.response(204)
@@ -77,6 +81,7 @@ def logout():
 
 
 @bp.post("/logout-all")
+@bp.common_errors(body=True)
 @bp.doc(security=BEARER)
 @jwt_required()
 @bp.response(204)

@@ -10,6 +10,10 @@ import re
 _ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
 _OWS = " \t"
 ANY = "*"
+#: What the OpenAPI document states of both headers (a little stricter than the parser,
+#: which also takes empty list elements and obs-text).
+_TAG = r'(W/)?"[\x21\x23-\x7e]*"'
+DOCUMENTED_PATTERN = rf"^[ \t]*(\*|{_TAG}([ \t]*,[ \t]*{_TAG})*)[ \t]*$"
 
 
 class MalformedCondition(ValueError):

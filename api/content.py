@@ -2,6 +2,7 @@
 from flask import Response, jsonify, request
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
 
+from api.conditions import DOCUMENTED_PATTERN as CONDITION_PATTERN
 from api.conditions import MalformedCondition, Preconditions
 from api.content_store import (
     EditConflict,
@@ -29,12 +30,11 @@ from api.schemas import (
 
 bp = ApiBlueprint("content", __name__, url_prefix="/api/v1/content", description="Content items")
 BEARER = [{"bearer": []}]
-IF_MATCH = {"in": "header", "name": "If-Match", "required": False,
-            "schema": {"type": "string"},
+_TAGS = {"type": "string", "pattern": CONDITION_PATTERN}
+IF_MATCH = {"in": "header", "name": "If-Match", "required": False, "schema": _TAGS,
             "description": "* or a list of strong ETags the change is based on (412 unless one "
                            "is current; weak tags never match; 400 if malformed)"}
-IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "required": False,
-                 "schema": {"type": "string"},
+IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "required": False, "schema": _TAGS,
                  "description": "* or a list of ETags you hold (304 if one is current, "
                                 "weak comparison; 400 if malformed)"}
 IF_NONE_MATCH_WRITE = {**IF_NONE_MATCH,
@@ -42,6 +42,15 @@ IF_NONE_MATCH_WRITE = {**IF_NONE_MATCH,
                                       "sent or one of them is current; 400 if malformed)"}
 ETAG_HEADER = {"ETag": {"description": "strong validator of this representation",
                         "schema": {"type": "string"}}}
+
+
+#: Where a created or changed item leads (OpenAPI links; schemathesis' stateful phase follows
+#: them: create, then read, update and delete what was created).
+ITEM_LINKS = {
+    name: {"operationId": operation, "parameters": {"id": "$response.body#/id"}}
+    for name, operation in (("ReadItem", "readContent"), ("UpdateItem", "updateContent"),
+                            ("DeleteItem", "deleteContent"))
+}
 
 
 def _with_etag(item, status=200, location=False):
@@ -52,7 +61,10 @@ def _with_etag(item, status=200, location=False):
 
 
 @bp.get("")
-@bp.doc(security=BEARER)
+@bp.common_errors()
+@bp.doc(security=BEARER, operationId="listContent", responses={200: {"links": {
+    "NextPage": {"operationId": "listContent",
+                 "parameters": {"cursor": "$response.body#/next_cursor"}}}}})
 @jwt_required()
 @bp.arguments(ContentQuerySchema, location="query", as_kwargs=True)
 @bp.response(200, ContentPageSchema)
@@ -70,7 +82,8 @@ def list_content(limit, cursor=None, owner=None, published=None, q=None):
 
 
 @bp.post("")
-@bp.doc(security=BEARER)
+@bp.common_errors(body=True)
+@bp.doc(security=BEARER, operationId="createContent", responses={201: {"links": ITEM_LINKS}})
 @jwt_required()
 @bp.arguments(ContentCreateSchema)
 @bp.response(201, ContentSchema, headers={**ETAG_HEADER, "Location": {
@@ -82,7 +95,8 @@ def create(data):
 
 
 @bp.get("/<id>")
-@bp.doc(security=BEARER, parameters=[IF_NONE_MATCH])
+@bp.common_errors()
+@bp.doc(security=BEARER, parameters=[IF_NONE_MATCH], operationId="readContent")
 @jwt_required(skip_revocation_check=True)  # checked in the item's own query (_read)
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
 @bp.alt_response(304, response="NOT_MODIFIED")
@@ -107,7 +121,9 @@ def _read(item, item_id, conditions):
 
 
 @bp.patch("/<id>")
-@bp.doc(security=BEARER, parameters=[IF_MATCH, IF_NONE_MATCH_WRITE])
+@bp.common_errors(body=True)
+@bp.doc(security=BEARER, parameters=[IF_MATCH, IF_NONE_MATCH_WRITE], operationId="updateContent",
+        responses={200: {"links": ITEM_LINKS}})
 @jwt_required()
 @bp.arguments(ContentPatchSchema)
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
@@ -123,7 +139,8 @@ def patch(data, id):
 
 
 @bp.delete("/<id>")
-@bp.doc(security=BEARER, parameters=[IF_MATCH, IF_NONE_MATCH_WRITE])
+@bp.common_errors()
+@bp.doc(security=BEARER, parameters=[IF_MATCH, IF_NONE_MATCH_WRITE], operationId="deleteContent")
 @jwt_required()
 @bp.response(204)
 @bp.alt_response(400, response="BAD_REQUEST")

@@ -54,6 +54,19 @@ class ApiBlueprint(SmorestBlueprint):
 
     ARGUMENTS_PARSER = StrictJsonParser()
 
+    def common_errors(self, body=False):
+        """Document the answers an operation can give whatever its view does: 503 (database
+        down; for logins and password changes also hashing capacity, with Retry-After)
+        always; 400, 413, 415 (malformed, too large, not JSON) for methods with a body."""
+        statuses = [503] + ([400, 413, 415] if body else [])
+
+        def decorate(view):
+            for status in statuses:
+                view = self.alt_response(status, response=http.HTTPStatus(status).name)(view)
+            return view
+
+        return decorate
+
 
 def _unauthorized(detail):
     return errors.problem(401, "Unauthorized", detail, type_=_TOKEN_PROBLEM,

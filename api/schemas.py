@@ -1,15 +1,25 @@
 """marshmallow schemas: they validate requests and generate the OpenAPI document."""
 from marshmallow import Schema, ValidationError, fields, validate
 
+from api.emails import DOCUMENTED_PATTERN as EMAIL_PATTERN
 from api.emails import MAX_LENGTH as EMAIL_MAX_LENGTH
 from api.emails import InvalidEmail, normalise_email
+from api.pagination import CURSOR_PATTERN
 
 #: Password bounds from the contract.
 PASSWORD_LENGTH = validate.Length(min=12, max=128)
 
 
+#: The document's statement of Text's rule: no NUL anywhere.
+NO_NUL = "^[^\\u0000]*$"
+
+
 class Text(fields.String):
     """A string a database can store: valid UTF-8 (no lone surrogates) and no NUL."""
+
+    def __init__(self, *args, **kwargs):
+        metadata = kwargs.pop("metadata", {})
+        super().__init__(*args, metadata={"pattern": NO_NUL, **metadata}, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
@@ -52,7 +62,10 @@ class Email(Text):
 
 def _email():
     return Email(required=True, validate=validate.Length(max=EMAIL_MAX_LENGTH),
-                 metadata={"example": "ada@example.com", "format": "email"})
+                 metadata={"example": "ada@example.com", "format": "email",
+                           "pattern": EMAIL_PATTERN,
+                           "description": "checked and normalised by email-validator "
+                                          "(no special-use domains such as .test)"})
 
 
 class RegisterSchema(Schema):
@@ -139,8 +152,10 @@ def _utc_text(value):
 
 class ContentQuerySchema(Schema):
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = Text(validate=validate.Length(max=512),
-                           metadata={"description": "next_cursor from the previous page"})
+    cursor = Text(validate=validate.Length(max=512), metadata={
+        "description": "next_cursor of the previous page, exactly as the API issued it "
+                       "(signed: any other value, even of this shape, is a 422)",
+        "pattern": CURSOR_PATTERN})
     owner = Text(validate=validate.OneOf(["me"]))
     published = fields.Boolean(metadata={"description": "true or false"})
     q = Text(validate=validate.Length(max=200),

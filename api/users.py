@@ -22,6 +22,7 @@ def current_user_with_password():
 
 
 @bp.get("/me")
+@bp.common_errors()
 @bp.doc(security=BEARER)
 @jwt_required()
 @bp.response(200, UserSchema)
@@ -32,6 +33,7 @@ def me():
 
 
 @bp.post("/me/password")
+@bp.common_errors(body=True)
 @bp.doc(security=BEARER)
 @jwt_required()
 @bp.arguments(PasswordChangeSchema)
