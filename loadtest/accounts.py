@@ -1,11 +1,12 @@
 """Accounts for the simulated users, prepared before the measured phase.
 
 By default (``--accounts prepared``) the master registers one account per user of the shape's
-peak, at a controlled rate (``--accounts-rate``, 5 per second), before the shape's clock
-starts; users then only log in. Otherwise every user would register when it starts, and a
-spike or a stress step would measure a burst of argon2id registrations (and the auth rate
-limit) instead of the traffic the scenario describes. ``--accounts register`` keeps that
-behaviour on purpose; ``--accounts-file`` takes accounts made some other way.
+peak, at a controlled rate (``--accounts-rate``, 2 per second: under nginx's per-address auth
+rate), before the shape's clock starts; users then only log in. Otherwise every user would
+register when it starts, and a spike or a stress step would measure a burst of argon2id
+registrations (and the auth rate limit) instead of the traffic the scenario describes.
+``--accounts register`` keeps that behaviour on purpose; ``--accounts-file`` takes accounts
+made some other way.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from urllib3.exceptions import InsecureRequestWarning
 from .backpressure import BackoffPolicy
 
 log = logging.getLogger(__name__)
-MODES = ("prepared", "register")
 REGISTER = "/api/v1/auth/register"
+#: Back-pressure answers one registration waits out while preparing, at the least.
+PREPARATION_RETRIES = 30
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,10 @@ class Preparation:
 
 def prepare(host: str, count: int, rate: float, policy: BackoffPolicy, timeout: float = 30.0):
     """Register ``count`` new accounts on ``host`` at ``rate`` per second; the accounts created
-    and a Preparation. Back-pressure is honoured as the personas honour it."""
+    and a Preparation. Back-pressure is honoured as the personas honour it, with more patience
+    (PREPARATION_RETRIES): nothing is measured yet, and a node that hashes one password at a
+    time answers the rest 503 until its turn."""
+    policy = BackoffPolicy(max(policy.retries, PREPARATION_RETRIES), policy.max_wait)
     done = Preparation("prepared", requested=count, rate=rate)
     accounts: list[Account] = []
     # Paced starts; the pool only caps how many wait on a slow server at once.

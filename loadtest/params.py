@@ -124,8 +124,9 @@ def add_arguments(parser) -> None:
     group.add_argument(
         "--accounts-rate",
         env_var="VIGIL_LOAD_ACCOUNTS_RATE",
-        default="5",
-        help="accounts registered per second while preparing (default 5)",
+        default="2",
+        help="accounts registered per second while preparing (default 2, under nginx's "
+        "per-address auth rate)",
     )
     group.add_argument(
         "--accounts-file",
@@ -225,7 +226,7 @@ def backoff_policy(options):
 
 def accounts_rate(options) -> float:
     """Accounts registered per second while preparing (``--accounts-rate``)."""
-    text = getattr(options, "accounts_rate", None) or "5"
+    text = getattr(options, "accounts_rate", None) or "2"
     try:
         rate = float(text)
     except ValueError:

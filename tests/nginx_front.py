@@ -3,10 +3,11 @@
 
 The site is rendered from ``appliance/roles/nginx/templates/vigil.conf.j2`` with the role's
 defaults, the way Ansible's template module does (``trim_blocks``), so its rate limits and
-allowlist are the deployed ones. Two things are adapted, and only these: the listeners move from
-ports 80/443 on every address to free loopback ports, and on an nginx older than 1.25.1 (Debian
-12 has 1.22, the appliance's Debian 13 has 1.26) the ``http2 on;`` line is dropped, since that
-directive does not exist there yet.
+allowlist are the deployed ones. What is adapted, and only this: the logs and the stub_status
+port are the test's own (role variables), the listeners move from ports 80/443 on every address
+to free loopback ports, and on an nginx older than 1.25.1 (Debian 12 has 1.22, the appliance's
+Debian 13 has 1.26) the ``http2 on;`` line is dropped, since that directive does not exist there
+yet.
 """
 
 from __future__ import annotations
@@ -43,25 +44,48 @@ def nginx_version() -> tuple[int, ...]:
     return tuple(int(n) for n in re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out).groups())
 
 
+def _render_value(env, value, context):
+    """A default rendered the way Ansible resolves it: templates inside lists and dicts too."""
+    if isinstance(value, str) and "{{" in value:
+        return env.from_string(value).render(context)
+    if isinstance(value, list):
+        return [_render_value(env, v, context) for v in value]
+    if isinstance(value, dict):
+        return {k: _render_value(env, v, context) for k, v in value.items()}
+    return value
+
+
 def render_site(groups: dict | None = None, hostvars: dict | None = None, **variables) -> str:
     """The role's vigil.conf.j2 rendered with its defaults, overridden by ``variables``."""
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined, trim_blocks=True, keep_trailing_newline=True
     )
+    env.filters["regex_escape"] = re.escape  # Ansible's filters the template uses
+    env.filters["dirname"] = os.path.dirname
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     context = {
         "ansible_managed": "test",
         "inventory_hostname": "vigil",
+        "playbook_dir": str(ROOT / "playbooks"),
         "groups": groups or {},
         "hostvars": hostvars or {},
+        **defaults,
+        **variables,
     }
-    context.update(defaults)
     for name, value in defaults.items():  # defaults may be templates themselves
-        if isinstance(value, str) and "{{" in value:
-            context[name] = env.from_string(value).render(context)
-    context.update(variables)
+        if name not in variables:
+            context[name] = _render_value(env, value, context)
     template = (ROLE / "templates" / "vigil.conf.j2").read_text()
     return env.from_string(template).render(context)
+
+
+def local_files(directory: Path) -> dict:
+    """Variables that keep a test's nginx to its own directory: its logs, no fixed port."""
+    return {
+        "nginx_access_log": str(directory / "access.log"),
+        "nginx_error_log": str(directory / "error.log"),
+        "nginx_status_port": _free_port(),
+    }
 
 
 def for_loopback(site: str, http_port: int, https_port: int) -> str:
@@ -156,6 +180,7 @@ def run_nginx(directory: Path, upstream: str | None = None, extra_http: str = ""
     variables.setdefault("nginx_tls_certificate_key", str(key))
     if upstream:
         variables["nginx_api_upstream"] = upstream
+    variables = {**local_files(directory), **variables}
     http_port, https_port = _free_port(), _free_port()
     site = for_loopback(render_site(**variables), http_port, https_port)
     (directory / "vigil.conf").write_text(site)

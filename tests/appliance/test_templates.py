@@ -121,12 +121,19 @@ def test_the_firewall_trusts_the_inventorys_hosts_not_the_vagrant_host(inventory
 ])
 def test_nginx_auth_limit_allowlist_comes_from_the_inventory(inventory, from_inventory,
                                                              tmp_path):
-    from tests.nginx_front import check_config, for_loopback, render_site, self_signed_certificate
+    from tests.nginx_front import (
+        check_config,
+        for_loopback,
+        local_files,
+        render_site,
+        self_signed_certificate,
+    )
 
     groups, hostvars = _inventory(inventory)
     cert, key = self_signed_certificate(tmp_path)
-    site = render_site(groups, hostvars, nginx_tls_certificate=str(cert),
-                       nginx_tls_certificate_key=str(key),
+    local = {**local_files(tmp_path), "nginx_tls_certificate": str(cert),
+             "nginx_tls_certificate_key": str(key)}
+    site = render_site(groups, hostvars, **local,
                        nginx_auth_limit_exempt_addresses=["192.168.56.1", "10.9.8.0/24"])
     geo = site.split("geo $vigil_auth_limit_exempt {")[1].split("}")[0]
     assert re.findall(r"^\s+(\S+) 1;$", geo, re.M) == [
@@ -141,8 +148,7 @@ def test_nginx_auth_limit_allowlist_comes_from_the_inventory(inventory, from_inv
     assert cp.returncode == 0, cp.stderr
 
     # A host name where an address belongs is refused by nginx -t (the role's validate step).
-    bad = render_site(groups, hostvars, nginx_tls_certificate=str(cert),
-                      nginx_tls_certificate_key=str(key),
+    bad = render_site(groups, hostvars, **local,
                       nginx_auth_limit_exempt_addresses=["load-host.example"])
     cp = check_config(for_loopback(bad, 80, 443), tmp_path / "bad")
     assert cp.returncode != 0 and "load-host.example" in cp.stderr
