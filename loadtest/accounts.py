@@ -27,12 +27,13 @@ from gevent.pool import Pool
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InsecureRequestWarning
 
-from .backpressure import BackoffPolicy
+from .backpressure import BackoffPolicy, answer_summary
 
 log = logging.getLogger(__name__)
 REGISTER = "/api/v1/auth/register"
-#: Back-pressure answers one registration waits out while preparing, at the least.
+#: Back-pressure one registration waits out while preparing, at the least: answers and seconds.
 PREPARATION_RETRIES = 30
+PREPARATION_WAIT = 60.0
 
 
 @dataclass(frozen=True)
@@ -125,13 +126,17 @@ class Preparation:
 def prepare(host: str, count: int, rate: float, policy: BackoffPolicy, timeout: float = 30.0):
     """Register ``count`` new accounts on ``host`` at ``rate`` per second; the accounts created
     and a Preparation. Back-pressure is honoured as the personas honour it, with more patience
-    (PREPARATION_RETRIES): nothing is measured yet, and a node that hashes one password at a
-    time answers the rest 503 until its turn."""
-    policy = BackoffPolicy(max(policy.retries, PREPARATION_RETRIES), policy.max_wait)
+    (PREPARATION_RETRIES, PREPARATION_WAIT): nothing is measured yet, and a node that hashes one
+    password at a time answers the rest 503 until its turn."""
+    policy = BackoffPolicy(
+        max(policy.retries, PREPARATION_RETRIES), max(policy.max_wait, PREPARATION_WAIT)
+    )
     done = Preparation("prepared", requested=count, rate=rate)
     accounts: list[Account] = []
-    # Paced starts; the pool only caps how many wait on a slow server at once.
-    pool = Pool(max(2, math.ceil(rate * 4)))
+    # Paced starts, and no more in flight than the rate: a server slower than the pace (one
+    # that hashes a password at a time, and answers the rest 503) slows the preparation down
+    # instead of growing a crowd of retries that compete for its one slot.
+    pool = Pool(max(1, math.ceil(rate)))
     session = requests.Session()
     for scheme in ("http://", "https://"):  # one kept-alive connection per waiting request
         session.mount(scheme, HTTPAdapter(pool_maxsize=pool.size))
@@ -141,7 +146,7 @@ def prepare(host: str, count: int, rate: float, policy: BackoffPolicy, timeout: 
     warnings.filterwarnings("ignore", category=InsecureRequestWarning)
 
     def register_one() -> None:
-        account = new_account()
+        account, waited = new_account(), 0.0
         for attempt in itertools.count():
             try:
                 response = session.post(
@@ -158,14 +163,15 @@ def prepare(host: str, count: int, rate: float, policy: BackoffPolicy, timeout: 
                 accounts.append(account)
                 return
             wait = policy.wait_for(
-                response.status_code, response.headers.get("Retry-After"), attempt
+                response.status_code, response.headers.get("Retry-After"), attempt, waited
             )
             if wait is None:
                 done.failed += 1
-                done.errors.append(f"{response.status_code} {response.text[:160]}")
+                done.errors.append(f"{response.status_code} {answer_summary(response.text)}")
                 return
             done.backpressure += 1
             gevent.sleep(wait)
+            waited += wait
 
     started = time.monotonic()
     for n in range(count):

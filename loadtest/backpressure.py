@@ -1,15 +1,18 @@
 """Back-pressure: answers that ask the client to slow down (429 or 503 with ``Retry-After``).
 
-A well-behaved client waits as told and tries again, so the personas do that, within a budget
-(``--backoff-retries`` attempts, each wait at most ``--backoff-max-wait``). Such answers are not
-failures and do not enter Locust's request statistics; they are tallied here, by route and
-status, and reported beside the failures. An answer beyond the budget (more retries, or a
-``Retry-After`` longer than the budget allows) is judged like any other answer: a failure.
+A well-behaved client waits as told and tries again, so the personas do that, within a budget:
+at most ``--backoff-retries`` retries and ``--backoff-max-wait`` seconds of waiting in all for
+one request (a user's patience). Such answers are not failures and do not enter Locust's
+request statistics; they are tallied here, by route and status, and reported beside the
+failures. The answer finally served is recorded with the whole time it took, waits included.
+An answer beyond the budget (one retry too many, or a ``Retry-After`` longer than the patience
+left) is judged like any other answer: a failure.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import time
 from collections import defaultdict
@@ -35,23 +38,39 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def answer_summary(text: str | None) -> str:
+    """What an error answer says, without what makes it unique (its request_id): Locust groups
+    failures by message, so one cause should read the same every time."""
+    try:
+        body = json.loads(text or "")
+    except ValueError:
+        return (text or "")[:200]
+    if not isinstance(body, dict):
+        return (text or "")[:200]
+    return ": ".join(str(body[k]) for k in ("title", "detail") if body.get(k))[:200]
+
+
 @dataclass(frozen=True)
 class BackoffPolicy:
-    """How long and how often a persona waits when the service pushes back."""
+    """How often and how long in all a persona waits when the service pushes back."""
 
-    retries: int = 3
-    max_wait: float = 10.0
+    retries: int = 10
+    max_wait: float = 10.0  # seconds of waiting in all, for one request
 
-    def wait_for(self, status: int, retry_after: str | None, attempt: int) -> float | None:
-        """Seconds to wait before retrying attempt ``attempt`` (0-based), or None: not
-        back-pressure, or beyond the budget (then the answer counts as it is)."""
+    def wait_for(
+        self, status: int, retry_after: str | None, attempt: int, waited: float = 0.0
+    ) -> float | None:
+        """Seconds to wait before retrying attempt ``attempt`` (0-based) of a request that has
+        waited ``waited`` seconds so far, or None: not back-pressure, or beyond the budget
+        (then the answer counts as it is)."""
         if status not in BACKPRESSURE_STATUSES or attempt >= self.retries:
             return None
         seconds = retry_after_seconds(retry_after)
-        if seconds is None or seconds > self.max_wait:
+        left = self.max_wait - waited
+        if seconds is None or seconds > left:
             return None
         # Up to half as long again, so users refused together do not all return together.
-        return min(self.max_wait, seconds * random.uniform(1.0, 1.5))
+        return min(left, seconds * random.uniform(1.0, 1.5))
 
     def gave_up(self, status: int, retry_after: str | None) -> bool:
         """The answer was back-pressure, but the budget did not allow honouring it."""

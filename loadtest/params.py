@@ -137,14 +137,15 @@ def add_arguments(parser) -> None:
     group.add_argument(
         "--backoff-retries",
         env_var="VIGIL_LOAD_BACKOFF_RETRIES",
-        default="3",
-        help="times a request answered 429/503 with Retry-After is retried (default 3)",
+        default="10",
+        help="times a request answered 429/503 with Retry-After is retried (default 10)",
     )
     group.add_argument(
         "--backoff-max-wait",
         env_var="VIGIL_LOAD_BACKOFF_MAX_WAIT",
         default="10s",
-        help="longest Retry-After honoured; a longer one counts as a failure (default 10s)",
+        help="seconds one request may spend waiting out back-pressure in all; an answer "
+        "beyond that counts as a failure (default 10s)",
     )
     group.add_argument(
         "--allowed-hosts",
@@ -205,7 +206,7 @@ def backoff_policy(options):
     """The back-pressure budget from ``--backoff-retries`` and ``--backoff-max-wait``."""
     from .backpressure import BackoffPolicy
 
-    retries = getattr(options, "backoff_retries", None) or "3"
+    retries = getattr(options, "backoff_retries", None) or "10"
     max_wait = getattr(options, "backoff_max_wait", None) or "10s"
     try:
         count = int(retries)

@@ -20,10 +20,10 @@ import uuid
 
 import gevent
 from locust import FastHttpUser, task
-from locust.exception import RescheduleTask, StopUser
+from locust.exception import CatchResponseError, RescheduleTask, StopUser
 
 from . import accounts
-from .backpressure import TALLY, retry_after_seconds
+from .backpressure import TALLY, answer_summary, retry_after_seconds
 from .params import backoff_policy, think_time
 from .safety import UnsafeHost, check_host
 
@@ -46,6 +46,11 @@ class _BackedOff(Exception):
     def __init__(self, status: int, wait: float):
         super().__init__(status, wait)
         self.status, self.wait = status, wait
+
+
+class _RecordedOurselves(Exception):
+    """Leaves the final answer of a request that waited out back-pressure to ``expect``, which
+    records it with the whole time the user waited."""
 
 
 class ApiUser(FastHttpUser):
@@ -97,31 +102,52 @@ class ApiUser(FastHttpUser):
         """Send a request and count it as failed unless the status is one of ``statuses``.
 
         Back-pressure (429/503 with Retry-After) within the budget is waited out and retried;
-        it is tallied apart and the retried answer is the one Locust records.
+        it is tallied apart, and the answer finally served is recorded with the whole time it
+        took, waits included: what the user waited for it.
         """
         name = name or path
         headers = dict(headers or {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        started, waited = time.perf_counter(), 0.0
         for attempt in range(self.backoff.retries + 1):
             try:
                 with self.client.request(
                     method, path, name=name, headers=headers, catch_response=True, **kwargs
                 ) as response:
                     retry_after = response.headers.get("Retry-After")
-                    wait = self.backoff.wait_for(response.status_code, retry_after, attempt)
+                    status = response.status_code
+                    wait = self.backoff.wait_for(status, retry_after, attempt, waited)
                     if wait is not None:
-                        raise _BackedOff(response.status_code, wait)
-                    if response.status_code in statuses:
-                        response.success()
+                        raise _BackedOff(status, wait)
+                    failure = None
+                    if status not in statuses:
+                        failure = self._describe(method, name, statuses, response)
+                        if self.backoff.gave_up(status, retry_after):
+                            TALLY.give_up(method, name, status)
+                    if attempt:
+                        raise _RecordedOurselves()
+                    if failure:
+                        response.failure(failure)
                     else:
-                        response.failure(self._describe(method, name, statuses, response))
-                        if self.backoff.gave_up(response.status_code, retry_after):
-                            TALLY.give_up(method, name, response.status_code)
+                        response.success()
                 return response
             except _BackedOff as backed_off:
                 TALLY.add(method, name, backed_off.status, backed_off.wait)
                 gevent.sleep(backed_off.wait)
+                waited += backed_off.wait
+            except _RecordedOurselves:
+                # Locust's documented way to report a request itself (as custom clients do).
+                self.environment.events.request.fire(
+                    request_type=method,
+                    name=name,
+                    response_time=(time.perf_counter() - started) * 1000,
+                    response_length=len(response.content or b""),
+                    response=response,
+                    context={},
+                    exception=CatchResponseError(failure) if failure else None,
+                )
+                return response
         raise AssertionError("unreachable: the last attempt is never backed off")
 
     def _describe(self, method, name, statuses, response) -> str:
@@ -130,9 +156,9 @@ class ApiUser(FastHttpUser):
         if self.backoff.gave_up(response.status_code, retry_after):
             text += (
                 f" with Retry-After {retry_after} beyond the back-off budget "
-                f"({self.backoff.retries} retries, waits up to {self.backoff.max_wait:g} s)"
+                f"({self.backoff.retries} retries, {self.backoff.max_wait:g} s of waiting)"
             )
-        return f"{text} {(response.text or '')[:200]}"
+        return f"{text}: {answer_summary(response.text)}"
 
     def has_account(self) -> bool:
         """Register (``--accounts register``) until the account exists; False while it does

@@ -5,7 +5,7 @@ import email.utils
 
 import pytest
 
-from loadtest.backpressure import BackoffPolicy, Tally, retry_after_seconds
+from loadtest.backpressure import BackoffPolicy, Tally, answer_summary, retry_after_seconds
 
 
 @pytest.mark.parametrize(
@@ -40,24 +40,30 @@ def test_429_and_503_with_retry_after_are_waited_out_a_little_longer_than_asked(
 
 
 @pytest.mark.parametrize(
-    "status, retry_after, attempt",
+    "status, retry_after, attempt, waited",
     [
-        (500, "1", 0),  # not back-pressure
-        (401, "1", 0),
-        (429, None, 0),  # no Retry-After: the contract promises one, so it is a failure
-        (503, "later", 0),
-        (429, "11", 0),  # longer than the budget allows
-        (429, "1", 3),  # out of retries
+        (500, "1", 0, 0.0),  # not back-pressure
+        (401, "1", 0, 0.0),
+        (429, None, 0, 0.0),  # no Retry-After: the contract promises one, so it is a failure
+        (503, "later", 0, 0.0),
+        (429, "11", 0, 0.0),  # longer than the patience allows
+        (429, "3", 1, 7.5),  # 2.5 s of patience left
+        (429, "1", 3, 3.0),  # out of retries
     ],
 )
-def test_what_is_not_waited_out(status, retry_after, attempt):
-    assert BackoffPolicy(retries=3, max_wait=10.0).wait_for(status, retry_after, attempt) is None
+def test_what_is_not_waited_out(status, retry_after, attempt, waited):
+    policy = BackoffPolicy(retries=3, max_wait=10.0)
+    assert policy.wait_for(status, retry_after, attempt, waited) is None
 
 
-def test_a_wait_never_exceeds_the_budget():
-    policy = BackoffPolicy(retries=1, max_wait=10.0)
-    assert all(policy.wait_for(429, "9", 0) <= 10.0 for _ in range(100))
+def test_the_waits_of_one_request_stay_within_its_patience():
+    policy = BackoffPolicy(retries=100, max_wait=10.0)
+    waited, attempts = 0.0, 0
+    while (wait := policy.wait_for(503, "1", attempts, waited)) is not None:
+        waited, attempts = waited + wait, attempts + 1
+    assert 9.0 <= waited <= 10.0 and 6 <= attempts <= 10  # Retry-After 1 (x1 to x1.5)
     assert BackoffPolicy(retries=0).wait_for(429, "1", 0) is None  # retries off
+    assert BackoffPolicy().retries == 10 and BackoffPolicy().max_wait == 10.0  # the defaults
 
 
 def test_given_up_means_back_pressure_that_was_not_honoured():
@@ -98,3 +104,21 @@ def test_tally_by_route_and_status_and_its_trip_through_a_worker_report():
             "gave_up": 1,
         },
     ]
+
+
+@pytest.mark.parametrize(
+    "text, summary",
+    [
+        (
+            '{"type": "about:blank", "title": "Service Unavailable", "status": 503, '
+            '"detail": "Too many password checks at once; retry shortly.", "request_id": "ab12"}',
+            "Service Unavailable: Too many password checks at once; retry shortly.",
+        ),
+        ('{"title": "Not Found", "status": 404}', "Not Found"),
+        ("<html>bad gateway</html>", "<html>bad gateway</html>"),
+        ("[1, 2]", "[1, 2]"),
+        (None, ""),
+    ],
+)
+def test_a_failure_reads_the_same_whatever_its_request_id(text, summary):
+    assert answer_summary(text) == summary

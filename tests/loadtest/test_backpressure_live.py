@@ -86,6 +86,10 @@ def test_a_spike_behind_the_auth_limit_waits_out_429s_and_never_goes_without_a_t
         status in (429, 503) and r["gave_up"] == 0 for (_m, _n, status), r in pushed_back.items()
     )
     assert verdict["totals"]["backpressure"] == sum(r["answers"] for r in pushed_back.values())
+    # A request served after waiting out a Retry-After of 1 s took at least that long for its
+    # user, and is recorded so.
+    routes = {(r["method"], r["name"]): r for r in verdict["routes"]}
+    assert all(routes[(m, n)]["max_ms"] >= 1000 for m, n, _s in pushed_back)
     assert verdict["totals"]["failures"] == 0  # every 429 was waited out, none is a failure
     assert "Back-pressure (429/503 with Retry-After" in done.stdout
 
