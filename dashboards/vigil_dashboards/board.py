@@ -13,11 +13,11 @@ from .panels import PROMETHEUS
 
 # The schemaVersion Grafana 12.2 writes: DASHBOARD_SCHEMA_VERSION = 42 in Grafana's
 # public/app/features/dashboard/state/DashboardMigrator.ts and LATEST_VERSION = 42 in
-# apps/dashboard/pkg/migration/schemaversion/migrations.go (migration v42, grafana/grafana#110517,
-# released in 12.2.0); the same value is defaultDashboard.schemaVersion of the @grafana/schema
-# 12.2.1 npm package, which a test reads. The SDK build pinned for Grafana 12 still emits 41, so
-# it is set here; the one step from 41 to 42 (hideFrom.viz implies hideFrom.tooltip) is honoured
-# by a test. ADR 0025.
+# apps/dashboard/pkg/migration/schemaversion/migrations.go (migration v42: grafana/grafana#110517);
+# defaultDashboard.schemaVersion of the @grafana/schema npm package is 42 at 12.2.0 and 12.2.1
+# (41 at 12.1.0), and a test reads it. The SDK build pinned for Grafana 12 still emits 41, so it
+# is set here; the one step from 41 to 42 (hideFrom.viz implies hideFrom.tooltip) is honoured by
+# a test. ADR 0025.
 GRAFANA_SCHEMA_VERSION = 42
 
 
