@@ -20,6 +20,8 @@ module VigilHost
   PLUGINS = { "libvirt" => "vagrant-libvirt", "lxc" => "vagrant-lxc" }.freeze
   LXC_BRIDGE = "vigilbr0"
   LXC_NET = "/usr/libexec/lxc/lxc-net"
+  # Host-wide, so that whichever Vigil checkout destroys its last container stops lxc-net.
+  LXC_NET_MARKER = "/run/vigil-started-lxc-net"
 
   module_function
 
@@ -105,12 +107,11 @@ module VigilHost
 
   # Before an lxc machine starts: LXC's NAT bridge for eth0 (started by hand where no systemd
   # runs it, and remembered so destroy can stop it) and the project's private bridge for eth1.
-  def lxc_network_up(state_dir, gateway)
-    FileUtils.mkdir_p(state_dir)
+  def lxc_network_up(gateway)
     unless File.exist?("/sys/class/net/lxcbr0")
       File.executable?(LXC_NET) || fail!("lxcbr0 is missing and #{LXC_NET} not found: install Debian's lxc")
       sh!(LXC_NET, "start")
-      FileUtils.touch(File.join(state_dir, "lxc-net-started"))
+      sh!("touch", LXC_NET_MARKER)
     end
     return if File.exist?("/sys/class/net/#{LXC_BRIDGE}")
 
@@ -119,14 +120,18 @@ module VigilHost
     sh!("ip", "link", "set", LXC_BRIDGE, "up")
   end
 
-  # After the last lxc machine of the project is destroyed: remove what lxc_network_up made.
-  def lxc_network_down(state_dir)
-    sh!("ip", "link", "del", LXC_BRIDGE) if File.exist?("/sys/class/net/#{LXC_BRIDGE}")
-    marker = File.join(state_dir, "lxc-net-started")
-    return unless File.exist?(marker)
+  # After the last lxc machine of the project is destroyed: remove what lxc_network_up made,
+  # unless another project's containers are still attached to it.
+  def lxc_network_down
+    sh!("ip", "link", "del", LXC_BRIDGE) if bridge_unused?(LXC_BRIDGE)
+    return unless File.exist?(LXC_NET_MARKER) && bridge_unused?("lxcbr0")
 
     sh!(LXC_NET, "stop")
-    File.delete(marker)
+    sh!("rm", "-f", LXC_NET_MARKER)
+  end
+
+  def bridge_unused?(name)
+    File.exist?("/sys/class/net/#{name}") && Dir.empty?("/sys/class/net/#{name}/brif")
   end
 
   # A key pair only this cluster's controller holds, so it can reach the other machines over

@@ -71,13 +71,15 @@ def vagrant(project, *args, env=None, timeout=3600, log=None):
 
 def host_state():
     """What a Vagrant run may leave on the host: LXC containers, network links (LXC names its
-    host-side veths vethXXXXXX), firewall rules."""
+    host-side veths vethXXXXXX), firewall rules (lxc-net writes nftables tables `lxc` where nft
+    works, iptables rules elsewhere)."""
     def out(*argv):
         return subprocess.run(argv, capture_output=True, text=True).stdout
     links = {line.split()[0].split("@")[0] for line in out("ip", "-br", "link").splitlines()}
     rules = {line for line in out("iptables-save").splitlines()
              if line and not line.startswith(("#", ":"))}
-    return {"containers": set(out("lxc-ls", "-1").split()), "links": links, "iptables": rules}
+    rules |= {f"nft {line}" for line in out("nft", "list", "tables").splitlines() if line}
+    return {"containers": set(out("lxc-ls", "-1").split()), "links": links, "firewall": rules}
 
 
 def recap(stdout):

@@ -13,6 +13,7 @@ import os
 import shlex
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -123,6 +124,13 @@ def host_before():
 
 @pytest.fixture(scope="session")
 def appliance(tmp_path_factory, host_before):
+    reuse = os.environ.get("VIGIL_TEST_APPLIANCE_PROJECT")
+    if reuse:
+        # A developer's shortcut, never CI's: a checkout whose `vagrant up --provider=lxc` is
+        # already done; nothing is brought up or destroyed (skip test_vagrant.py with it).
+        workdir = tmp_path_factory.mktemp("vagrant")
+        yield Appliance(Path(reuse), None, workdir)
+        return
     if os.geteuid() != 0:
         pytest.fail("the appliance proof needs root (vagrant-lxc makes containers and a bridge)")
     for tool in ("vagrant", "lxc-start", "debootstrap", "git", "ssh", "iptables-save"):

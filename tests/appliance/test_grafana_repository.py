@@ -22,11 +22,11 @@ GNUPG = "/root/.vigil-fake-grafana-gnupg"
 SETUP = textwrap.dedent(f"""\
     set -eu
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q --no-install-recommends gpg apt-utils >/dev/null
+    apt-get install -y -q --no-install-recommends gpg gpg-agent apt-utils >/dev/null
     rm -rf {REPO_DIR} {GNUPG}; mkdir -p {REPO_DIR} {GNUPG}; chmod 700 {GNUPG}
     for who in pinned other; do
-      gpg --batch --homedir {GNUPG} --passphrase '' --quick-gen-key "vigil-$who@example.invalid" \\
-        rsa3072 sign never 2>/dev/null
+      gpg --batch --homedir {GNUPG} --pinentry-mode loopback --passphrase '' \\
+        --quick-gen-key "vigil-$who@example.invalid" rsa3072 sign never 2>/dev/null
     done
     fpr() {{ gpg --homedir {GNUPG} --with-colons --list-keys "$1" \
              | awk -F: '/^fpr/ {{print $10; exit}}'; }}
@@ -41,6 +41,10 @@ PUBLISH = textwrap.dedent(f"""\
     printf 'Package: loki\\nVersion: %s\\nArchitecture: all\\n' "$version" > "$pkg/DEBIAN/control"
     printf 'Maintainer: Vigil tests <t@example.invalid>\\nDescription: stand-in\\n' \\
       >> "$pkg/DEBIAN/control"
+    # Like Loki's package: a unit in /etc/systemd/system running as the user `loki`.
+    mkdir -p "$pkg/etc/systemd/system"
+    printf '[Service]\\nUser=loki\\nExecStart=/bin/sleep infinity\\n' \\
+      > "$pkg/etc/systemd/system/loki.service"
     mkdir -p {REPO_DIR}/pool {REPO_DIR}/dists/stable/main/binary-amd64
     dpkg-deb --build --root-owner-group "$pkg" {REPO_DIR}/pool/loki_${{version}}_all.deb >/dev/null
     rm -rf "$pkg"
@@ -52,7 +56,8 @@ PUBLISH = textwrap.dedent(f"""\
       -o APT::FTPArchive::Release::Architectures=amd64 release dists/stable > /tmp/Release
     mv /tmp/Release dists/stable/Release
     rm -f dists/stable/InRelease
-    gpg --batch --homedir {GNUPG} --yes -u "$signer" --clearsign \\
+    gpg --batch --homedir {GNUPG} --pinentry-mode loopback --passphrase '' --yes -u "$signer" \\
+      --clearsign \\
       -o dists/stable/InRelease dists/stable/Release
     """)
 
@@ -71,11 +76,14 @@ def fake_repo(appliance):
     finally:
         appliance.run("bash", "-c", f"""
             systemctl stop vigil-fake-grafana || true
+            gpgconf --homedir {GNUPG} --kill gpg-agent || true
+            systemctl stop loki || true
             apt-mark unhold loki >/dev/null 2>&1 || true
             DEBIAN_FRONTEND=noninteractive apt-get purge -y -q loki >/dev/null 2>&1 || true
             rm -rf {REPO_DIR} {GNUPG} /etc/apt/sources.list.d/grafana.sources \
               /etc/apt/keyrings/grafana.gpg /etc/apt/keyrings/grafana-download.asc \
               /var/lib/apt/lists/127.0.0.1_* /var/lib/loki
+            systemctl daemon-reload
             userdel loki 2>/dev/null || true; groupdel loki 2>/dev/null || true
             """, check=False)
 
@@ -121,7 +129,9 @@ def test_only_the_pinned_key_is_trusted(appliance, fake_repo):
     # The other key is in the downloaded file, but lists it signs are refused.
     _publish(appliance, "1.0.0", fake_repo["other"])
     cp = appliance.run("apt-get", "update", check=False)
-    assert "NO_PUBKEY" in cp.stdout + cp.stderr or "not signed" in cp.stdout + cp.stderr, _ok(cp)
+    # trixie's apt verifies with sqv: "Missing key <fingerprint>, which is needed to verify".
+    refused = f"Missing key {fake_repo['other']}"
+    assert refused in cp.stdout + cp.stderr and "not updated" in cp.stderr, _ok(cp)
     _publish(appliance, "1.0.0", fake_repo["pinned"])
     # A key file without the pinned fingerprint fails the run, naming it.
     missing = "0" * 40

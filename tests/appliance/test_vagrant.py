@@ -48,7 +48,7 @@ def test_a_failed_provision_names_the_play_and_leaves_the_machine_up(appliance):
                            env={"VIGIL_ANSIBLE_ARGS": "--tags api -e api_workers=many"})
     assert cp.returncode != 0, _ok(cp)
     output = cp.stdout + cp.stderr
-    failed = re.search(r"PROVISIONING FAILED in play 'API', task '[^']*' on vigil", output)
+    failed = re.search(r"PROVISIONING FAILED in play 'API', task '.+' on vigil \(failed\)", output)
     assert failed, output[-3000:]
     status = appliance.vagrant("status", MACHINE, "--machine-readable").stdout
     assert f"{MACHINE},state,running" in status
@@ -64,7 +64,7 @@ def test_vagrant_destroy_leaves_nothing_behind(appliance, host_before):
     new_links = {link for link in after["links"] - host_before["links"]
                  if link.startswith(("veth", "vigilbr", "lxcbr"))}
     assert not new_links, new_links
-    assert after["iptables"] <= host_before["iptables"], after["iptables"] - host_before["iptables"]
+    assert after["firewall"] <= host_before["firewall"], after["firewall"] - host_before["firewall"]
     assert not list((appliance.project / ".vagrant" / "machines").glob("*/lxc/id"))
 
 
