@@ -10,6 +10,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from api.db import discard_broken_connections
 from api.logs import current_request_id
+from api.passwords import BUSY_RETRY_AFTER, PasswordHashingBusy
 
 PROBLEM_MIMETYPE = "application/problem+json"
 
@@ -97,6 +98,12 @@ def handle_database_unavailable(e):
                    headers={"Retry-After": "5"})
 
 
+def handle_hashing_busy(e):
+    """Every password-hashing slot of the node is taken: 503, try again shortly."""
+    return problem(503, detail="Too many password checks at once; retry shortly.",
+                   headers={"Retry-After": str(BUSY_RETRY_AFTER)})
+
+
 def handle_unexpected(e):
     """Anything else: log the trace, answer 500 without it."""
     current_app.logger.exception("unhandled exception")
@@ -109,4 +116,5 @@ def init_app(app):
     app.register_error_handler(OperationalError, handle_database_unavailable)
     app.register_error_handler(InterfaceError, handle_database_unavailable)
     app.register_error_handler(MaxConnectionsExceeded, handle_database_unavailable)
+    app.register_error_handler(PasswordHashingBusy, handle_hashing_busy)
     app.register_error_handler(Exception, handle_unexpected)

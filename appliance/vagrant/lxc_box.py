@@ -1,4 +1,4 @@
-"""Build and register the Debian 13 box that `vagrant up --provider=lxc` boots (`sudo make lxc-box`).
+"""Build and register the Debian 13 box `vagrant up --provider=lxc` boots (`sudo make lxc-box`).
 
 No box registry is reachable from the machines this project is built on, and nobody publishes a
 trixie box for vagrant-lxc, so the box is made here from debootstrap: systemd as PID 1, sshd,
@@ -41,6 +41,9 @@ CACHE_DIR = Path(os.environ.get("VIGIL_BOX_CACHE", "/var/cache/vigil-appliance/l
 PACKAGES = [
     "systemd", "systemd-sysv", "systemd-resolved", "dbus", "iproute2", "openssh-server", "sudo",
     "python3", "python3-venv", "python3-apt", "ca-certificates", "procps", "less",
+    # `hostname -f` answers from the kernel hostname LXC sets, so Vagrant sees the name is right
+    # and does not restart systemd-networkd under its own SSH session (a hang, seen once).
+    "libnss-myhostname",
 ]
 EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 # LXC settings shipped in the box; vagrant-lxc appends the network and the /vagrant bind mount.
@@ -67,8 +70,9 @@ def log(msg: str) -> None:
 
 def vagrant_public_key() -> Path:
     """Vagrant's insecure public key, from the installed Vagrant (Debian's or HashiCorp's)."""
-    found = sorted(Path("/").glob("usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub"))
-    found += sorted(Path("/").glob("opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant.pub"))
+    gems = ("usr/share/rubygems-integration/all/gems", "opt/vagrant/embedded/gems/gems")
+    found = [key for gem_dir in gems
+             for key in sorted(Path("/").glob(f"{gem_dir}/vagrant-*/keys/vagrant.pub"))]
     if not found:
         raise SystemExit("Vagrant's keys/vagrant.pub not found: is vagrant installed?")
     return found[-1]
@@ -91,7 +95,8 @@ def inputs_digest() -> str:
 
 def chroot(root: Path, *argv: str) -> None:
     subprocess.run(["chroot", str(root), *argv], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
+                   stderr=subprocess.DEVNULL,
+                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
 
 
 def build_rootfs(root: Path) -> None:

@@ -22,7 +22,8 @@ FULL_INVENTORY = "appliance/inventories/vagrant"
 MACHINE = "vigil"
 MACHINE_IP = "192.168.56.10"
 # Prometheus jobs every provisioned appliance scrapes.
-CORE_JOBS = {"vigil-api", "node", "postgres", "prometheus", "alertmanager"}
+CORE_JOBS = {"vigil-api", "node", "postgres", "prometheus", "alertmanager",
+             "nginx", "nginx-log", "edge-probe", "prometheus-longterm"}
 
 
 def venv_bin(name):

@@ -144,7 +144,7 @@ def appliance(tmp_path_factory, host_before):
     assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
     PROOF_TIMINGS["lxc box (build, or cached)"] = time.monotonic() - t
     t = time.monotonic()
-    up = vagrant(project, "up", "--provider=lxc", log=workdir / "vagrant.log")
+    up = vagrant(project, "up", "--provider=lxc", log=workdir / "vagrant.log", timeout=2400)
     PROOF_TIMINGS["vagrant up (boot + provision)"] = time.monotonic() - t
     try:
         assert up.returncode == 0, up.stdout[-10000:] + up.stderr[-4000:]

@@ -31,7 +31,9 @@ def test_post_up_message_lists_the_urls_that_work_with_lxc(appliance):
         assert r.status_code == 200, (url, r.status_code, r.text[:300])
     # VIGIL_LOGS=0 in CI: the message says Grafana was left out instead of printing a dead link.
     assert "VIGIL_LOGS=0" in message and ":3000" not in message
-    assert "/var/log/vigil-alerts/alerts.jsonl" in message
+    # No receiver configured: the message says pages reach only the local file, as site.yml does.
+    assert "pages and tickets reach ONLY the local file" in message
+    assert f"https://{MACHINE_IP}/alerts/" in message
 
 
 def test_vagrant_provision_again_changes_nothing(appliance):

@@ -404,7 +404,8 @@ def test_documented_empty_panels_say_so_in_their_description():
 def test_provisioning_points_grafana_at_the_dashboards_and_fixed_datasource_uids():
     sources = yaml.safe_load((rf.DASHBOARDS / "provisioning/datasources/vigil.yml").read_text())
     assert {d["uid"]: d["type"] for d in sources["datasources"]} == {
-        "prometheus": "prometheus", "loki": "loki", "alertmanager": "alertmanager"}
+        "prometheus": "prometheus", "prometheus-longterm": "prometheus", "loki": "loki",
+        "alertmanager": "alertmanager"}
     assert {d["name"] for d in sources["datasources"] if d["uid"] == "alertmanager"} == {
         "Alertmanager"}, "the silences link names this data source"
     providers = yaml.safe_load((rf.DASHBOARDS / "provisioning/dashboards/vigil.yml").read_text())

@@ -76,7 +76,10 @@ def test_alloy_keeps_labels_to_the_fixed_set():
         set_labels |= set(re.findall(r"(\w+)\s*=", block)) - {"values"}
     for targets in re.findall(r"path_targets = \[\{(.*)\}\]", ALLOY):
         set_labels |= set(re.findall(r'"?(\w+)"?\s*=\s*"[^"]*",?\s*(?=[\w"]|\})', targets))
-    assert set_labels - {"__path__"} <= ALLOWED_LABELS, set_labels
+    # Fields stage.pack folds into the JSON line leave the stream labels in the same stage.
+    packed = {label for block in re.findall(r"stage\.pack\s*\{\s*labels\s*=\s*\[([^\]]*)\]", ALLOY)
+              for label in re.findall(r'"(\w+)"', block)}
+    assert set_labels - {"__path__"} - packed <= ALLOWED_LABELS, set_labels
     keeps = re.findall(r"stage\.label_keep\s*\{\s*values\s*=\s*\[([^\]]*)\]", ALLOY)
     assert len(keeps) == ALLOY.count("loki.process ")
     for keep in keeps:
@@ -185,3 +188,17 @@ def test_alloy_reads_time_and_level_from_real_postgresql_log_lines(tmp_path):
     error = next(m for m in found if m.group("level") == "ERROR")
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} \w+",
                         error.group("timestamp"))
+
+
+def test_alloy_ships_nginx_access_and_error_logs_as_json():
+    """The front door's logs: JSON access lines (with the API's request_id), error lines parsed
+    and packed into JSON, from the files the nginx role writes."""
+    nginx_role = (rf.ROOT / "appliance" / "roles" / "nginx" / "defaults" / "main.yml").read_text()
+    for path in re.findall(r"^nginx_(?:access|error)_log: (\S+)$", nginx_role, flags=re.M):
+        assert f'"__path__" = "{path}"' in ALLOY, path
+    block = ALLOY[ALLOY.index('loki.process "nginx"'):]
+    assert 'selector = "{stream=\\"access\\"}"' in block and "stage.json" in block
+    assert "stage.regex" in block and "stage.pack" in block
+    site = (rf.ROOT / "appliance" / "roles" / "nginx" / "templates" / "vigil.conf.j2").read_text()
+    assert '"request_id":"$vigil_request_id"' in site
+    assert "proxy_set_header X-Request-ID $vigil_request_id;" in site
