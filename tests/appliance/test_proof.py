@@ -7,7 +7,7 @@ import time
 
 import pytest
 import requests
-from appliance_env import CORE_JOBS, FULL_INVENTORY, NOT_EXECUTED, PROOF_TIMINGS, REPO
+from appliance_env import CORE_JOBS, FULL_INVENTORY, NOT_EXECUTED, PROOF_TIMINGS
 from appliance_env import ok as _ok
 from appliance_env import recap as _recap
 
@@ -111,7 +111,7 @@ def test_prometheus_scrapes_every_target_and_loads_the_repo_rules(appliance):
     assert {t["labels"]["job"] for t in targets} == CORE_JOBS
     import yaml
 
-    repo_groups = {g["name"] for f in (REPO / "alerts" / "rules").glob("*.yml")
+    repo_groups = {g["name"] for f in (appliance.project / "alerts" / "rules").glob("*.yml")
                    for g in yaml.safe_load(f.read_text())["groups"]}
     loaded = appliance.prom("/api/v1/rules")["groups"]
     assert {g["name"] for g in loaded} == repo_groups
