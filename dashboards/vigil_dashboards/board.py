@@ -44,6 +44,9 @@ def datasource_variables():
     return [
         dash.DatasourceVariable("datasource").label("Prometheus").type("prometheus")
         .current(model.VariableOption(text="Prometheus", value="prometheus", selected=True)),
+        dash.DatasourceVariable("longterm").label("Prometheus long-term").type("prometheus")
+        .current(model.VariableOption(text="Prometheus long-term", value="prometheus-longterm",
+                                      selected=True)),
         dash.DatasourceVariable("loki").label("Loki").type("loki")
         .current(model.VariableOption(text="Loki", value="loki", selected=True)),
     ]

@@ -15,10 +15,11 @@ UIDS = {"api": "vigil-api-overview", "host": "vigil-host", "postgresql": "vigil-
         "monitoring": "vigil-monitoring"}
 TITLES = {"api": "API service overview", "host": "Host", "postgresql": "PostgreSQL",
           "monitoring": "Monitoring stack"}
-# Where the appliance's nginx serves alerts/runbooks/ (the same base the alerts' runbook_url
-# annotations are relative to). Grafana and the runbooks are reached through Vagrant's forwarded
-# ports on the host's loopback; change this with the forwarded HTTPS port.
-RUNBOOKS = "https://127.0.0.1:8443/runbooks"
+# Where the appliance's nginx serves the runbooks (alerts/runbooks/, rendered; /runbooks/FILE.md
+# answers with FILE.html): the single VM's private address from the Vagrantfile, which the host
+# reaches with every provider (VirtualBox's host-only network, libvirt, lxc's bridge). For the
+# cluster the API host is app1 (192.168.56.22): change it here and run `make dashboards`.
+RUNBOOKS = "https://192.168.56.10/runbooks"
 # Grafana's Alerting pages for the provisioned Alertmanager data source (its name).
 SILENCES = "/alerting/silences?alertmanager=Alertmanager"
 HOSTS = "(${instance:pipe})"

@@ -19,6 +19,8 @@ from grafana_foundation_sdk.models import heatmap as heatmap_model
 from grafana_foundation_sdk.models import prometheus as prometheus_model
 
 PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
+# The long-term Prometheus (90 days of the recording rules): the 30-day SLO budget lives there.
+LONGTERM = model.DataSourceRef(type_val="prometheus", uid="${longterm}")
 LOKI = model.DataSourceRef(type_val="loki", uid="${loki}")
 # Grafana widens this to at least four scrape intervals, so rate() always has two samples.
 RATE = "$__rate_interval"
@@ -104,9 +106,9 @@ def timeseries(title, description, *queries, unit="short", steps=(), stack=False
 
 
 def stat(title, description, query, unit="short", steps=((GREEN, None),), links=(), width=4,
-         height=4, no_value=None, mappings=()):
+         height=4, no_value=None, mappings=(), datasource=PROMETHEUS):
     """A single number, coloured by ``steps``; ``no_value`` is shown instead of "No data"."""
-    panel = _common(stat_panel.Panel(), title, description, PROMETHEUS, width, height, links,
+    panel = _common(stat_panel.Panel(), title, description, datasource, width, height, links,
                     unit)
     panel = (_with_queries(panel, [query]).thresholds(thresholds(*steps))
              .color_mode(common.BigValueColorMode.BACKGROUND)

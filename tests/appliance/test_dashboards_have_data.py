@@ -33,7 +33,8 @@ STEP = 15  # the appliance's scrape and evaluation interval
 # What Grafana puts for its built-in variables: $__rate_interval is max(4 x scrape interval,
 # interval + scrape interval), 60 s at 15 s scrapes; the datasource variables name the
 # provisioned datasources.
-BUILTINS = {"$__rate_interval": "1m", "${datasource}": "prometheus", "${loki}": "loki"}
+BUILTINS = {"$__rate_interval": "1m", "${datasource}": "prometheus",
+            "${longterm}": "prometheus-longterm", "${loki}": "loki"}
 LOAD_SECONDS = int(os.environ.get("VIGIL_DASHBOARD_LOAD_SECONDS", "60"))
 
 
@@ -44,13 +45,26 @@ def panels(board):
 
 
 def prometheus_queries(board):
-    """(where, expr, instant) for every Prometheus query a dashboard runs."""
+    """(where, expr, instant, long_term) for every Prometheus query a dashboard runs."""
     for panel in panels(board):
-        if panel.get("datasource", {}).get("type") == "prometheus":
+        source = panel.get("datasource", {})
+        if source.get("type") == "prometheus":
             for target in panel["targets"]:
-                yield panel["title"], target["expr"], bool(target.get("instant"))
+                yield (panel["title"], target["expr"], bool(target.get("instant")),
+                       source["uid"] == "${longterm}")
     for annotation in board["annotations"]["list"]:
-        yield f"annotation {annotation['name']}", annotation["expr"], False
+        yield f"annotation {annotation['name']}", annotation["expr"], False, False
+
+
+def query(appliance, path, long_term=False, **params):
+    """The main Prometheus from this host; the long-term one (port 9091, not opened to the host
+    by the firewall) from the machine itself."""
+    if not long_term:
+        return appliance.prom(path, **params)["result"]
+    argv = ["curl", "-sfG", f"http://{appliance.ip}:9091{path}"]
+    for name, value in params.items():
+        argv += ["--data-urlencode", f"{name}={value}"]
+    return json.loads(appliance.run(*argv).stdout)["data"]["result"]
 
 
 def regex_escape(value):
@@ -125,14 +139,14 @@ def steady_load(appliance, tmp_path_factory):
 
 
 def _backup_once(appliance):
-    """The host dashboard shows the nightly backup's result: run the job the way its timer does
-    when no backup has been made yet on this fresh machine, and wait for the scrape."""
-    query = "vigil_backup_last_success_timestamp_seconds"
-    if appliance.prom("/api/v1/query", query=query)["result"]:
+    """The host dashboard shows the nightly backup's result: if provisioning made none, run the
+    job the way its timer does, and wait for the scrape."""
+    metric = "vigil_backup_last_success_timestamp_seconds"
+    if appliance.prom("/api/v1/query", query=metric)["result"]:
         return
     appliance.run("systemctl", "start", "vigil-backup.service", timeout=300)
     deadline = time.monotonic() + 90
-    while not appliance.prom("/api/v1/query", query=query)["result"]:
+    while not appliance.prom("/api/v1/query", query=metric)["result"]:
         assert time.monotonic() < deadline, "the backup's metric never reached Prometheus"
         time.sleep(5)
 
@@ -152,13 +166,13 @@ def test_every_panel_query_returns_data(appliance, steady_load, scrape_facts, pa
     start, end = steady_load["start"], steady_load["end"]
     values = fill_variables(board, appliance, start, end)
     empty, excused = [], []
-    for where, expr, instant in prometheus_queries(board):
-        query = substitute(expr, values)
+    for where, expr, instant, long_term in prometheus_queries(board):
+        promql = substitute(expr, values)
         if instant:
-            result = appliance.prom("/api/v1/query", query=query, time=end)["result"]
+            result = query(appliance, "/api/v1/query", long_term, query=promql, time=end)
         else:
-            result = appliance.prom("/api/v1/query_range", query=query, start=start, end=end,
-                                    step=STEP)["result"]
+            result = query(appliance, "/api/v1/query_range", long_term, query=promql,
+                           start=start, end=end, step=STEP)
         if finite_samples(result):
             continue
         # A documented reason excuses an empty result; it never hides one that has data.
@@ -167,7 +181,7 @@ def test_every_panel_query_returns_data(appliance, steady_load, scrape_facts, pa
         if reason:
             excused.append(f"{path.name} / {where}: {reason}")
         else:
-            empty.append(f"{where}: {query}")
+            empty.append(f"{where}: {promql}")
     NOT_EXECUTED.extend(f"EMPTY, AS DOCUMENTED: {line}" for line in sorted(set(excused)))
     assert not empty, f"{path.name}: panels that would show No data:\n" + "\n".join(empty)
 

@@ -139,10 +139,12 @@ def test_every_panel_has_a_description_and_a_datasource_variable(name):
         if panel["type"] in ("text", "alertlist"):
             assert "targets" not in panel
             continue
-        assert panel["datasource"]["uid"] in {"${datasource}", "${loki}"}, panel["title"]
+        assert panel["datasource"]["uid"] in {"${datasource}", "${longterm}", "${loki}"}, \
+            panel["title"]
     names = {v["name"]: v for v in board["templating"]["list"]}
     assert names["datasource"]["type"] == "datasource"
     assert names["datasource"]["query"] == "prometheus"
+    assert names["longterm"]["current"]["value"] == "prometheus-longterm"
 
 
 # ---- queries are real ----------------------------------------------------------------------
@@ -214,9 +216,10 @@ def test_burn_rate_panels_draw_the_paging_thresholds():
 
 
 def test_latency_panels_draw_the_300_ms_objective():
-    for title in ("Latency p50 / p95 / p99", "p99 latency by route"):
+    for title in ("Latency p50 / p95 / p99", "p99 latency by route",
+                  "Latency at nginx p50 / p95 / p99"):
         assert _lines(_panel("vigil-api-overview.json", title)) == [0.3]
-    stat = _panel("vigil-api-overview.json", "p99 latency")
+    stat = _panel("vigil-api-overview.json", "API p99 latency")
     assert [s["value"] for s in stat["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None,
                                                                                            0.3]
 
@@ -411,3 +414,21 @@ def test_provisioning_points_grafana_at_the_dashboards_and_fixed_datasource_uids
     providers = yaml.safe_load((rf.DASHBOARDS / "provisioning/dashboards/vigil.yml").read_text())
     provider = providers["providers"][0]
     assert provider["type"] == "file" and provider["allowUiUpdates"] is False
+
+
+def test_the_30_day_slo_panels_read_the_long_term_prometheus():
+    """The 30-day ratio and budget are recorded only by the long-term Prometheus (90 days)."""
+    board = dashboards()["vigil-api-overview.json"]
+    for panel in panels(board):
+        exprs = " ".join(t.get("expr", "") for t in panel.get("targets", []))
+        if "ratio_rate30d" in exprs or "error_budget_remaining" in exprs:
+            assert panel["datasource"]["uid"] == "${longterm}", panel["title"]
+    longterm = {r["record"] for r in rf.rules_in(rf.LONGTERM_RULES_DIR / "slo.yml")}
+    assert {"job:slo_availability_errors:ratio_rate30d",
+            "job:slo_availability_error_budget_remaining:ratio"} <= longterm
+
+
+def test_the_front_door_is_on_the_overview():
+    metrics = _metrics_of("vigil-api-overview.json")
+    assert {"vigil_edge_http_requests_total", "vigil_edge_http_request_duration_seconds_bucket",
+            "probe_success", "probe_duration_seconds", "probe_ssl_earliest_cert_expiry"} <= metrics
