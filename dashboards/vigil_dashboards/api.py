@@ -134,7 +134,7 @@ def _slo_row():
             f"{objective:.1%} objective.",
             promql(f'1 - job:slo_{slo}_errors:ratio_rate30d{{job="$job"}}'),
             unit="percentunit", steps=((RED, None), (GREEN, objective)), width=6,
-            datasource=LONGTERM))
+            datasource=LONGTERM, no_value="no requests yet"))
         panels.append(stat(
             f"{slo.capitalize()} error budget left", f"Share of the 30-day {slo} error budget "
             "not yet spent, from the long-term Prometheus. At zero the SLO is broken for the "

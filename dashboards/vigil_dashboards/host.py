@@ -140,13 +140,13 @@ def _disk_row():
                           f"node_filesystem_files{{{fs}}}", "{{instance}} {{mountpoint}}"),
                    unit="percentunit", steps=((ORANGE, 0.8), (RED, 0.9)), width=8),
         timeseries("Disk latency", "Average time a read or a write took per device (time "
-                   "spent / operations completed). Tens of ms on an SSD means the device queues.",
-                   promql(f"rate(node_disk_read_time_seconds_total{{{device}}}[{RATE}]) / "
-                          f"rate(node_disk_reads_completed_total{{{device}}}[{RATE}])",
-                          "{{instance}} {{device}} read"),
-                   promql(f"rate(node_disk_write_time_seconds_total{{{device}}}[{RATE}]) / "
-                          f"rate(node_disk_writes_completed_total{{{device}}}[{RATE}])",
-                          "{{instance}} {{device}} write"), unit="s", width=8),
+                   "spent / operations completed); 0 while the device does none of that kind "
+                   "(rather than a gap). Tens of ms on an SSD means the device queues.",
+                   *[promql(f"rate(node_disk_{op}_time_seconds_total{{{device}}}[{RATE}]) / "
+                            f"clamp_min(rate(node_disk_{ops}_completed_total{{{device}}}"
+                            f"[{RATE}]), 1e-9)", "{{instance}} {{device}} " + op)
+                     for op, ops in (("read", "reads"), ("write", "writes"))],
+                   unit="s", width=8),
         timeseries("Disk busy", "Share of time each device had I/O in flight (USE: "
                    "utilisation; near 100 % on a single spindle means saturated, SSDs go past it "
                    "with parallel requests).",

@@ -133,9 +133,22 @@ def steady_load(appliance, tmp_path_factory):
     PROOF_TIMINGS["dashboards: steady Locust run"] = time.monotonic() - t
     # Its thresholds may fail on a busy build machine; the run itself must have sent traffic.
     assert "Aggregated" in done.stdout + done.stderr, done.stderr[-3000:]
-    # Two more evaluations, so recording rules and rate windows cover the end of the run.
+    # Two more evaluations, so recording rules and rate windows cover the end of the run; and
+    # the long-term Prometheus federates once a minute, then records the 30-day ratios.
     time.sleep(2 * STEP)
+    _wait_for_the_long_term_prometheus(appliance)
     return {"start": start - 5 * 60, "end": time.time()}
+
+
+def _wait_for_the_long_term_prometheus(appliance, timeout=240):
+    """Until the run's requests reach the 30-day ratios (a minute to federate, a minute to
+    evaluate); after that the test judges whatever is there."""
+    deadline = time.monotonic() + timeout
+    wanted = ("job:slo_availability_errors:ratio_rate30d", "job:slo_latency_errors:ratio_rate30d")
+    while time.monotonic() < deadline:
+        if all(query(appliance, "/api/v1/query", True, query=name) for name in wanted):
+            return
+        time.sleep(STEP)
 
 
 def _backup_once(appliance):
