@@ -147,6 +147,8 @@ def test_alertmanager_has_the_repo_config_and_prometheus_uses_it(appliance):
 def test_node_and_postgres_exporters_are_scraped(appliance):
     appliance.wait_all_targets_up()
     for query in ('up{job="node"}', 'up{job="postgres"}', "pg_up",
+                  # the edge probe completes TLS: EdgeCertificateExpiring has its input
+                  "probe_ssl_earliest_cert_expiry",
                   'node_textfile_scrape_error{job="node"}'):
         result = appliance.prom("/api/v1/query", query=query)["result"]
         assert result, query
