@@ -37,6 +37,8 @@ LATENCY = _OBJECTIVES["latency"]["objective"]
 OBJECTIVE_SECONDS = _OBJECTIVES["latency"]["threshold_seconds"]
 _BURN = {rate["long"]: rate for rate in SLO["burn_rates"]}
 PAGE_FAST, PAGE_SLOW = _BURN["1h"]["factor"], _BURN["6h"]["factor"]
+# A 5xx ratio's lines: the budget's sustainable pace (1x) and the pace that pages (14.4x).
+ERROR_RATIO_LINES = ((ORANGE, 1 - AVAILABILITY), (RED, PAGE_FAST * (1 - AVAILABILITY)))
 EDGE = 'job="nginx-log", instance=~"$instance"'
 PROBES = 'job="edge-probe", instance=~"$instance"'
 API_LOGS = '{service="vigil-api", host=~"' + nav.HOSTS + '"}'
@@ -52,6 +54,12 @@ def _zero_filled(errors, total, by):
     """Errors per `by`, with 0 for every `by` that had traffic but no error: "0 errors", never
     "No data", on a healthy service."""
     return f"{_rate(errors, by)} or ({_rate(total, by)} * 0)"
+
+
+def _quantiles(buckets):
+    """p50, p95 and p99 of a histogram, one query each (one unit: seconds)."""
+    return [promql(f"histogram_quantile({q}, {_rate(buckets, 'le')})", f"p{int(q * 100)}")
+            for q in (0.5, 0.95, 0.99)]
 
 
 def _health_row():
@@ -172,12 +180,10 @@ def _edge_row():
                    "own 502/504 included. Dashed lines: 0.1 %, the budget's sustainable pace, "
                    "and the pace that pages (14.4x).",
                    promql(f"({_rate(edge_errors)} or vector(0)) / {_rate(codes)}", "5xx ratio"),
-                   unit="percentunit", steps=((ORANGE, 1 - AVAILABILITY),
-                                              (RED, PAGE_FAST * (1 - AVAILABILITY))), width=8),
+                   unit="percentunit", steps=ERROR_RATIO_LINES, width=8),
         timeseries("Latency at nginx p50 / p95 / p99", "Duration of non-5xx requests as nginx "
                    "measured them (the latency SLI's histogram); the dashed line is 300 ms.",
-                   *[promql(f"histogram_quantile({q}, {_rate(edge_buckets, 'le')})",
-                            f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)],
+                   *_quantiles(edge_buckets),
                    unit="s", steps=((RED, OBJECTIVE_SECONDS),), width=8),
         timeseries("Probe results", "1 when a synthetic probe through nginx passed, 0 when it "
                    "failed, per host and probe (https_ready: /health/ready; https_content_read: "
@@ -221,13 +227,11 @@ def _traffic_row():
                    "the budget's sustainable pace, and 1.44 %, the pace that pages (14.4x).",
                    promql(f"({_rate(errors_by_route)} or vector(0)) / {_rate(by_route)}",
                           "5xx ratio"),
-                   unit="percentunit", steps=((ORANGE, 1 - AVAILABILITY),
-                                              (RED, PAGE_FAST * (1 - AVAILABILITY))), width=8),
+                   unit="percentunit", steps=ERROR_RATIO_LINES, width=8),
         timeseries("Latency p50 / p95 / p99", "Request duration quantiles over the selected "
                    "routes, from the histogram (buckets 5 ms to 10 s). The dashed line is the "
                    "300 ms objective.",
-                   *[promql(f"histogram_quantile({q}, {_rate(buckets, 'le')})",
-                            f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)],
+                   *_quantiles(buckets),
                    unit="s", steps=((RED, OBJECTIVE_SECONDS),), width=8),
         heatmap("Latency heatmap", "Requests per second in each duration bucket: the whole "
                 "distribution, where quantiles hide a second mode. Buckets above 0.3 s are "
