@@ -135,4 +135,4 @@ def test_make_drill_reaches_the_vagrant_machine_as_root_by_default(appliance, mo
     run = drills.command_runner(argv[argv.index("--exec") + 1], "--exec-join" in argv)
     cp = run("sh", "-c", 'id -u; echo "$1"', "sh", "two words", timeout=120)
     assert cp.returncode == 0, cp.stderr
-    assert cp.stdout.split("\n")[:2] == ["0", "two words"], cp.stdout
+    assert [line.strip() for line in cp.stdout.splitlines()][:2] == ["0", "two words"], cp.stdout
