@@ -17,6 +17,7 @@ the node preempts them (ADR 0053).
 """
 import contextlib
 import fcntl
+import logging
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, g
+
+log = logging.getLogger(__name__)
 
 #: Seconds a client refused for capacity is asked to wait.
 BUSY_RETRY_AFTER = 1
@@ -132,10 +135,14 @@ def _lower_this_threads_priority(priority):
     """Run once in the hashing thread. Linux keeps the policy and nice value per thread, and
     threads started from this one (argon2's lanes) inherit them; the request threads keep
     theirs. Lowering needs no privilege; raising it back would, so the thread never does."""
-    if priority == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    elif priority == "nice":
-        os.setpriority(os.PRIO_PROCESS, 0, 19)
+    try:
+        if priority == "idle":
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        elif priority == "nice":
+            os.setpriority(os.PRIO_PROCESS, 0, 19)
+    except OSError as e:
+        # A sandbox that forbids it must not break logins: hash at normal priority, and say so.
+        log.warning("password hashing stays at normal priority: %s", e)
 
 
 def _in_hashing_thread(work, *args):
