@@ -189,8 +189,8 @@ class PreparedQuery:
 
     def records(self, constructor, *values):
         """The rows as ``constructor(**columns)`` (a SimpleNamespace, say), converted as
-        ``rows`` would and named as in ``dicts()`` (a foreign key by its field's name): a
-        third cheaper than model instances, for queries that return many rows."""
+        ``rows`` would and named as peewee's ``dicts()`` names them (a foreign key by its
+        field's name): cheaper than model instances, for queries that return many rows."""
         return list(self._raw(values).objects(constructor))
 
     def _raw(self, values):
