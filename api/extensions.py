@@ -1,21 +1,30 @@
 """Flask extensions Vigil binds in the factory: the OpenAPI-generating Api and the JWT manager."""
-import http
-import json
-
-from flask import send_from_directory
+from apispec import BasePlugin
+from flask import current_app, send_from_directory
 from flask_jwt_extended import JWTManager
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
-from flask_smorest.utils import prepare_response
 from swagger_ui_bundle import swagger_ui_path
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, abort
 
-from api import errors
-from api.logs import note_user
+from api import errors, events
 from api.sessions import token_is_revoked
 
 DOCS_ASSETS = "/api/v1/docs/assets/"
 _TOKEN_PROBLEM = "https://vigil.invalid/problems/invalid-token"
+
+
+class ProblemContentPlugin(BasePlugin):
+    """apispec plugin: responses documented with the problem schema are problem+json."""
+
+    def response_helper(self, response, **kwargs):
+        """Move a problem-schema response body from application/json to problem+json."""
+        content = response.get("content") or {}
+        body = content.get("application/json")
+        if body is None or body.get("schema") != {"$ref": "#/components/schemas/Problem"}:
+            return None
+        rest = {k: v for k, v in content.items() if k != "application/json"}
+        return {"content": {errors.PROBLEM_MIMETYPE: body, **rest}}
 
 
 class ProblemApi(Api):
@@ -23,29 +32,20 @@ class ProblemApi(Api):
 
     ERROR_SCHEMA = errors.ProblemSchema
 
-    def _register_error_handlers(self):
-        errors.init_app(self._app)
-
-    def _register_responses(self):
-        for status in http.HTTPStatus:
-            response = {"description": status.phrase}
-            if status >= 400:
-                response["schema"] = self.ERROR_SCHEMA
-            prepare_response(response, self.spec, errors.PROBLEM_MIMETYPE)
-            self.spec.components.response(status.name, response, lazy=True)
-        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
-        prepare_response(response, self.spec, errors.PROBLEM_MIMETYPE)
-        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+    def handle_http_exception(self, error):
+        """Every HTTP error (abort, validation, routing) as problem JSON (api.errors)."""
+        return errors.handle_http_exception(error)
 
 
 class BoundedJsonParser(FlaskParser):
     """webargs' parser, answering 400 (not 500) to JSON nested deeper than Python recurses."""
 
-    def _raw_load_json(self, req):
+    def load_json(self, req, schema):
+        """webargs' JSON loader (its documented location hook), with the recursion limit."""
         try:
-            return super()._raw_load_json(req)
-        except RecursionError as e:
-            raise json.JSONDecodeError("JSON nested too deeply", "", 0) from e
+            return super().load_json(req, schema)
+        except RecursionError:
+            abort(400, messages={"json": ["JSON nested too deeply."]})
 
 
 class ApiBlueprint(SmorestBlueprint):
@@ -67,7 +67,8 @@ def init_jwt(app):
     def _revoked(header, payload):
         revoked = token_is_revoked(payload)
         if not revoked:
-            note_user(payload["sub"])
+            events.request_authenticated.send(current_app._get_current_object(),
+                                              user_id=payload["sub"])
         return revoked
 
     jwt.unauthorized_loader(lambda reason: _unauthorized("Missing bearer token."))
@@ -82,7 +83,9 @@ def init_jwt(app):
 
 def init_api(app):
     """The flask-smorest Api serving /api/v1/openapi.json and /api/v1/docs."""
+    errors.init_app(app)
     api = ProblemApi(app, spec_kwargs={
+        "extra_plugins": [ProblemContentPlugin()],
         "info": {"description": "Vigil: accounts, JWT tokens and content. Every error is "
                                 "application/problem+json (RFC 9457)."},
     })
