@@ -126,14 +126,16 @@ def overview():
               f"max by (instance, version, revision) (vigil_build_info{{{API}}})"),
         *slo_panels(),
         row("Traffic, errors, latency"),
+        # prometheus-flask-exporter puts the route only on its histogram: its _count is the
+        # per-route request counter.
         ts("Traffic by route", "Requests per second by route template and method.",
-           (f"sum by (route, method) (rate(flask_http_request_total{{{API}, route=~\"$route\"}}"
-            f"[{RATE}]))", "{{method}} {{route}}"), unit="reqps", stack=True),
+           (f"sum by (route, method) (rate(flask_http_request_duration_seconds_count{{{API}, "
+            f"route=~\"$route\"}}[{RATE}]))", "{{method}} {{route}}"), unit="reqps", stack=True),
         ts("5xx errors by route", "Requests per second answered with a 5xx, by route and "
            "status. Click a series for its log lines: the link keeps the time range, so zoom "
            "onto the spike first.",
-           (f'sum by (route, status) (rate(flask_http_request_total{{{API}, status=~"5..", '
-            f'route=~"$route"}}[{RATE}]))', "{{status}} {{route}}"),
+           (f'sum by (route, status) (rate(flask_http_request_duration_seconds_count{{{API}, '
+            f'status=~"5..", route=~"$route"}}[{RATE}]))', "{{status}} {{route}}"),
            unit="reqps", links=error_links),
         ts("Latency p50 / p95 / p99 by route", "Request duration quantiles by route, from the "
            "histogram (buckets 25 ms to 5 s). The latency objective is 99% under 300 ms.",
@@ -141,9 +143,11 @@ def overview():
               f"flask_http_request_duration_seconds_bucket{{{API}, route=~\"$route\"}}"
               f"[{RATE}])))", f"p{int(q * 100)} {{{{route}}}}") for q in (0.5, 0.95, 0.99)],
            unit="s"),
-        ts("Unhandled exceptions", "Exceptions that escaped a view (each became a 500), by "
-           "route.", (f"sum by (route) (rate(flask_http_request_exceptions_total{{{API}}}"
-                      f"[{RATE}]))", "{{route}}"), unit="reqps"),
+        ts("Unhandled exceptions", "Exceptions no error handler took (each became a 500), by "
+           "method; refusals such as a bad token's 401 are not exceptions. Which route: the "
+           "5xx panel above, or the log lines with exc_info.",
+           (f"sum by (method) (rate(flask_http_request_exceptions_total{{{API}}}"
+            f"[{RATE}]))", "{{method}}"), unit="reqps"),
         row("Saturation"),
         ts("CPU by process", "CPU seconds per second of the gunicorn master and each worker; "
            "a worker near 1.0 is saturated.",
@@ -195,9 +199,10 @@ def overview():
 
 def _route_var():
     return {"type": "query", "name": "route", "label": "route", "datasource": PROM,
-            "query": {"query": f"label_values(flask_http_request_total{{{API}}}, route)",
-                      "refId": "route"},
-            "definition": f"label_values(flask_http_request_total{{{API}}}, route)",
+            "query": {"query": "label_values(flask_http_request_duration_seconds_count"
+                               f"{{{API}}}, route)", "refId": "route"},
+            "definition": f"label_values(flask_http_request_duration_seconds_count{{{API}}}, "
+                          "route)",
             "includeAll": True, "multi": True, "allValue": ".*", "refresh": 2,
             "current": {"selected": True, "text": "All", "value": "$__all"}}
 

@@ -1,8 +1,8 @@
 """Simulated API clients: readers, writers and sessions, each with its own account.
 
 Requests are named by the API's route templates (``name=``) so Locust's rows line up with the
-``route`` label of ``flask_http_request_total``; every response is checked against the status
-the contract promises, so a wrong answer is a failure even when it is fast.
+``route`` label of ``flask_http_request_duration_seconds_count``; every response is checked
+against the status the contract promises, so a wrong answer is a failure even when it is fast.
 """
 
 from __future__ import annotations
