@@ -162,6 +162,7 @@ def test_readiness_switch_fails_readiness_only(api):
     def readiness_logged():
         return sum(1 for x in log_lines(api) if x.get("fault") == "readiness")
 
+    time.sleep(OBEY_WITHIN)  # now every worker has seen the switch
     refused += [r for r in (requests.get(f"{api.url}/health/ready", timeout=30)
                             for _ in range(8)) if r.status_code == 503]
     counted = scrape(api).value("vigil_faults_injected_total", kind="readiness") - before
