@@ -21,6 +21,8 @@ from api.telemetry.context import ENVIRON_KEY
 from api.telemetry.logs import JsonFormatter
 
 ACCESS_LOGGER = "gunicorn.access"
+#: Handlers whose emit() is only format, write and flush: a batch may go as one write.
+PLAIN_HANDLERS = (logging.StreamHandler, logging.FileHandler)
 #: Statuses gunicorn answers when it refuses a request it could not parse (its handle_error).
 _REFUSAL_STATUS = (
     (http_errors.LimitRequestHeaders, 431),
@@ -56,8 +58,9 @@ class AccessLogQueue:
     A request only appends a tuple of plain values (no environ, body or socket is kept
     alive); lines are made and written when ``limit`` are queued, on ``flush()`` and, once
     ``start()`` was called, every ``interval`` seconds from a daemon thread. Batches are
-    written whole and in order. What can be lost is bounded: a process killed by SIGKILL
-    loses at most ``interval`` seconds of lines.
+    written whole and in order, in one write() for gunicorn's own stream and file handlers.
+    What can be lost is bounded: a process killed by SIGKILL loses at most ``interval``
+    seconds of lines.
     """
 
     def __init__(self, logger, limit, interval):
@@ -83,12 +86,43 @@ class AccessLogQueue:
         with self.write_lock:
             with self.queue_lock:
                 batch, self.entries = self.entries, []
-            for entry in batch:
-                try:
-                    self.logger.handle(access_record(*entry))
-                except Exception:  # one bad entry must not cost the batch its other lines
-                    logging.getLogger(__name__).exception("access log line dropped: %r",
-                                                          entry[1:4])
+            if batch and self.logger.isEnabledFor(logging.INFO):
+                records = list(filter(None, map(self._record, batch)))
+                for handler in self.logger.handlers:
+                    self._write(handler, records)
+
+    @staticmethod
+    def _record(entry):
+        try:
+            return access_record(*entry)
+        except Exception:  # one bad entry must not cost the batch its other lines
+            logging.getLogger(__name__).exception("access log line dropped: %r", entry[1:4])
+            return None
+
+    @staticmethod
+    def _write(handler, records):
+        """Hand ``records`` to ``handler``: as one write when it is a plain stream or file
+        handler (all its emit does is write and flush), else record by record, so handlers
+        that act on each record (rotating, watched files, syslog) behave as designed."""
+        if (type(handler) not in PLAIN_HANDLERS or handler.stream is None or handler.filters
+                or handler.level > logging.INFO):
+            for record in records:
+                handler.handle(record)
+            return
+        try:
+            text = "".join([handler.format(r) + handler.terminator for r in records])
+        except Exception:
+            for record in records:  # find the record that cannot be formatted, write the rest
+                handler.handle(record)
+            return
+        handler.acquire()
+        try:
+            handler.stream.write(text)
+            handler.flush()
+        except Exception:
+            handler.handleError(records[0])
+        finally:
+            handler.release()
 
     def start(self):
         """Write queued lines every ``interval`` seconds from a daemon thread (in a worker,

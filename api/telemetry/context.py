@@ -1,10 +1,11 @@
 """Each request's telemetry context: request and trace ids, X-Request-ID, route and user.
 
-A ``before_request`` hook (registered before any other, so it runs first) makes the request's
-RequestFacts and leaves them in the WSGI environ, where gunicorn's access logger reads them
-after the response, and the request id in ``g.request_id``, where problem bodies read it.
-An ``after_request`` hook puts X-Request-ID on every response Flask sends. Unknown HTTP
-methods are refused before Flask by KnownMethodsOnly, so clients cannot mint metric series.
+A WSGI middleware (RequestContextMiddleware) makes the request's RequestFacts before Flask
+runs and leaves them in the environ, where gunicorn's access logger reads them after the
+response; it puts X-Request-ID on every response and refuses unknown HTTP methods, so
+clients cannot mint metric series. A ``before_request`` hook (registered before any other,
+so it runs first) notes the matched route and leaves the request id in ``g.request_id``,
+where problem bodies read it.
 """
 import functools
 import os
@@ -82,11 +83,16 @@ def current_facts():
     return request.environ.get(ENVIRON_KEY) if has_request_context() else None
 
 
-class KnownMethodsOnly:
-    """WSGI middleware: 501 problem JSON for methods outside KNOWN_METHODS, before Flask runs.
+class RequestContextMiddleware:
+    """WSGI middleware around the Flask app: the request's facts, X-Request-ID, known methods.
 
-    Request metrics carry the method as a label, so an arbitrary method would mint a series;
-    RFC 9110 asks for 501 for a method the server does not recognise.
+    Before the app runs it leaves the request's RequestFacts in the environ (where gunicorn's
+    access logger reads them after the response); when the app starts its response it adds
+    X-Request-ID to the WSGI header list (cheaper than an ``after_request`` hook, and it
+    reaches every response the app sends). A method outside KNOWN_METHODS is answered 501
+    problem JSON without running the app: request metrics carry the method as a label, so
+    an arbitrary method would mint a series, and RFC 9110 asks for 501 for a method the
+    server does not recognise.
     """
 
     def __init__(self, app, wsgi_app):
@@ -94,33 +100,30 @@ class KnownMethodsOnly:
         self.wsgi_app = wsgi_app
 
     def __call__(self, environ, start_response):
-        if environ.get("REQUEST_METHOD") in KNOWN_METHODS:
-            return self.wsgi_app(environ, start_response)
         facts = environ[ENVIRON_KEY] = new_facts(environ)
+        header = ("X-Request-ID", facts.request_id)
+
+        def start_with_request_id(status, headers, exc_info=None):
+            headers.append(header)
+            return start_response(status, headers, exc_info)
+
+        if environ.get("REQUEST_METHOD") in KNOWN_METHODS:
+            return self.wsgi_app(environ, start_with_request_id)
         with self.app.app_context():
             g.request_id = facts.request_id
-            response = problem(501, detail="The API does not implement this method.",
-                               headers={"X-Request-ID": facts.request_id})
-        return response(environ, start_response)
+            response = problem(501, detail="The API does not implement this method.")
+        return response(environ, start_with_request_id)
 
 
 def init_app(app):
     """Request ids, X-Request-ID and the facts gunicorn's access line reads, on ``app``."""
 
     @app.before_request
-    def open_request_context():
+    def note_route():
         # The app's first hook: routing is done, nothing can have failed yet.
-        environ = request.environ
-        facts = environ[ENVIRON_KEY] = new_facts(environ)
+        facts = request.environ[ENVIRON_KEY]
         facts.route = route(request)
         g.request_id = facts.request_id
-
-    @app.after_request
-    def add_request_id_header(response):
-        facts = request.environ.get(ENVIRON_KEY)
-        if facts is not None:
-            response.headers["X-Request-ID"] = facts.request_id
-        return response
 
     def note_user(sender, user_id=None, **_):
         facts = current_facts()
@@ -128,4 +131,4 @@ def init_app(app):
             facts.user_id = None if user_id is None else str(user_id)
 
     events.request_authenticated.connect(note_user, sender=app, weak=False)
-    app.wsgi_app = KnownMethodsOnly(app, app.wsgi_app)
+    app.wsgi_app = RequestContextMiddleware(app, app.wsgi_app)

@@ -12,11 +12,19 @@ import time
 
 from flask import has_request_context, request
 from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonEncoder
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 from api.telemetry.context import ENVIRON_KEY
 
 SERVICE = "vigil-api"
+# One encoder for every line: json.dumps(cls=...) would build a new one per line.
+_ENCODE = JsonEncoder(ensure_ascii=False).encode
+
+
+def _serialize(log_record, **_json_dumps_options):
+    """python-json-logger's ``json_serializer`` option: json.dumps with its own encoder."""
+    return _ENCODE(log_record)
 
 
 class JsonFormatter(_JsonFormatter):
@@ -35,7 +43,7 @@ class JsonFormatter(_JsonFormatter):
             static_fields={"service": SERVICE, "env": env},
             # RESERVED_ATTRS predates LogRecord.taskName (Python 3.12): plumbing, not data.
             reserved_attrs=[*RESERVED_ATTRS, "taskName"],
-            json_ensure_ascii=False,
+            json_serializer=_serialize,
         )
 
     def process_log_record(self, log_record):

@@ -58,6 +58,8 @@ def test_exceptions_are_one_line():
 
 
 def _gunicorn_logger(monkeypatch, batch="1", handler=None):
+    # gunicorn's loggers are process-wide: start from no handler, as a fresh gunicorn does.
+    logging.getLogger("gunicorn.access").handlers.clear()
     monkeypatch.setenv("VIGIL_ACCESS_LOG_BATCH", batch)
     cfg = Config()
     cfg.set("accesslog", "-")
@@ -143,6 +145,7 @@ def test_the_flusher_writes_queued_lines_and_runs_only_once_started():
     out = io.StringIO()
     logger = logging.getLogger("test.vigil.access")
     logger.propagate = False
+    logger.setLevel(logging.INFO)  # as gunicorn sets its access logger
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter(env="x"))
     logger.handlers = [handler]
@@ -168,6 +171,7 @@ def test_a_line_that_cannot_be_made_costs_only_itself(caplog):
     out = io.StringIO()
     logger = logging.getLogger("test.vigil.access2")
     logger.propagate = False
+    logger.setLevel(logging.INFO)
     logger.handlers = [logging.StreamHandler(out)]
     queue = AccessLogQueue(logger, limit=3, interval=60)
     good = (time.time(), "GET", "/a", 200, 0, None, None, None, None, None, None)
@@ -235,3 +239,14 @@ def test_telemetry_on_in_process_serves_metrics(tmp_path):
 def test_bad_settings_are_refused(tmp_path, setting, value):
     with pytest.raises(ConfigError, match=f"VIGIL_{setting}"):
         make_app(f"sqlite:///{tmp_path / 'bad.db'}", **{setting: value})
+
+
+def test_a_batch_is_one_write_to_a_plain_stream(monkeypatch):
+    log, out = _gunicorn_logger(monkeypatch, batch="4")
+    writes = []
+    out.write = lambda text, _write=out.write: (writes.append(text), _write(text))[1]
+    for n in range(4):
+        log.access(_Response, None, _environ(PATH_INFO=f"/p/{n}"), datetime.timedelta(0))
+    assert len(writes) == 1 and writes[0].count("\n") == 4
+    assert [json.loads(x)["path"] for x in out.getvalue().splitlines()] == [
+        f"/p/{n}" for n in range(4)]
