@@ -1,5 +1,6 @@
 """Vigil's API: ``create_app`` builds the Flask application."""
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api.config import load_config
 
@@ -31,4 +32,8 @@ def create_app(config=None):
     app.register_blueprint(health.bp)
     app.register_blueprint(migrate.bp)
     app.register_blueprint(users.cli)
+    proxies = int(app.config["PROXY_COUNT"])
+    if proxies:
+        # Outermost, so every later step (access line, logs) sees the client's address.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
     return app

@@ -1,4 +1,5 @@
 """Account rules: registration, login with lockout, password change, deactivation."""
+import contextlib
 import math
 from datetime import timedelta
 
@@ -6,9 +7,15 @@ from flask import current_app
 from peewee import IntegrityError
 
 from api import events
-from api.db import database
+from api.db import database, write_transaction_for
 from api.models import LoginFailure, User, utcnow
-from api.passwords import burn_verification_time, hash_password, needs_rehash, verify_password
+from api.passwords import (
+    burn_verification_time,
+    hash_password,
+    hashing_slot,
+    needs_rehash,
+    verify_password,
+)
 from api.sessions import revoke_user_sessions, start_session
 
 
@@ -68,34 +75,57 @@ def authenticate(email, password):
 
     Raises LockedOut (even for the right password) or InvalidCredentials.
     """
-    user = User.get_or_none(User.email == email)
-    user_id = user.id if user else None
-    retry_after = lockout_retry_after(email)
-    if retry_after:
-        _notify("lockout", user_id)
-        raise LockedOut(retry_after)
-    if user is None:
-        burn_verification_time()
-    if user is None or not verify_password(user.password_hash, password) or not user.is_active:
-        _record_failure(email)
+    with hashing_slot():  # first: a login refused for capacity touches nothing else
+        user = User.get_or_none(User.email == email)
+        user_id = user.id if user else None
+        try:
+            attempt = _reserve_attempt(email)
+        except LockedOut:
+            _notify("lockout", user_id)
+            raise
+        with _released_if_unchecked(attempt):
+            if user is None:
+                burn_verification_time()
+            matched = user is not None and verify_password(user.password_hash, password)
+        if matched and user.is_active and needs_rehash(user.password_hash):
+            new_hash = hash_password(password)
+            User.update(password_hash=new_hash).where(User.id == user.id).execute()
+    if not matched or not user.is_active:
         _notify("login_failure", user_id)
         raise InvalidCredentials()
-    if needs_rehash(user.password_hash):
-        User.update(password_hash=hash_password(password)).where(User.id == user.id).execute()
     LoginFailure.delete().where(LoginFailure.email == email).execute()
     tokens = start_session(user)
     _notify("login_success", user.id)
     return tokens
 
 
-def _record_failure(email):
+def _reserve_attempt(email):
+    """Count an attempt as a failure *before* its password check; raises LockedOut.
+
+    Checking the count and recording the failure in one transaction per email makes the
+    threshold exact under concurrency: parallel guesses each take a place in the count, and
+    the one past the threshold is refused without a check. A success clears the count.
+    """
     window = timedelta(seconds=int(current_app.config["LOCKOUT_WINDOW_SECONDS"]))
-    now = utcnow()
-    with database.atomic():
+    with write_transaction_for(f"login {email}"):
+        retry_after = lockout_retry_after(email)
+        if retry_after:
+            raise LockedOut(retry_after)
+        now = utcnow()
         # Rows older than the window say nothing any more, for any email: prune as we go
         # (indexed on ``at``), so guessed emails cannot grow the table without bound.
         LoginFailure.delete().where(LoginFailure.at <= now - window).execute()
-        LoginFailure.create(email=email[:320], at=now)
+        return LoginFailure.create(email=email[:320], at=now)
+
+
+@contextlib.contextmanager
+def _released_if_unchecked(attempt):
+    """Withdraw a reserved attempt when its password check never ran to an answer."""
+    try:
+        yield
+    except BaseException:
+        LoginFailure.delete().where(LoginFailure.id == attempt.id).execute()
+        raise
 
 
 def change_password(user, current_password, new_password, session_id):
@@ -104,14 +134,16 @@ def change_password(user, current_password, new_password, session_id):
     Wrong current passwords count toward the login lockout (LockedOut), so a stolen access
     token cannot be used to guess the password.
     """
-    retry_after = lockout_retry_after(user.email)
-    if retry_after:
-        raise LockedOut(retry_after)
-    if not verify_password(user.password_hash, current_password):
-        _record_failure(user.email)
-        return False
+    with hashing_slot():
+        attempt = _reserve_attempt(user.email)
+        with _released_if_unchecked(attempt):
+            matched = verify_password(user.password_hash, current_password)
+        if not matched:
+            return False
+        new_hash = hash_password(new_password)  # before the transaction: hashing takes a while
     with database.atomic():
-        User.update(password_hash=hash_password(new_password)).where(User.id == user.id).execute()
+        LoginFailure.delete().where(LoginFailure.id == attempt.id).execute()
+        User.update(password_hash=new_hash).where(User.id == user.id).execute()
         revoke_user_sessions(user.id, reason="password_changed", keep=session_id)
     return True
 

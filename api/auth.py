@@ -17,9 +17,14 @@ from api.sessions import SessionRejected, revoke_family, revoke_user_sessions, r
 
 bp = ApiBlueprint("auth", __name__, url_prefix="/api/v1/auth", description="Accounts and tokens")
 BEARER = [{"bearer": []}]
+#: RFC 6749 5.1: responses carrying tokens must not be stored by any cache.
+NO_STORE = {"Cache-Control": "no-store"}
+NO_STORE_HEADER = {"Cache-Control": {"description": "no-store: tokens are never cached",
+                                     "schema": {"type": "string", "enum": ["no-store"]}}}
 
 
 @bp.post("/register")
+@bp.common_errors(body=True)
 @bp.arguments(RegisterSchema)
 @bp.response(201, RegisteredSchema)
 @bp.alt_response(409, response="CONFLICT")
@@ -32,14 +37,15 @@ def register(data):
 
 
 @bp.post("/login")
+@bp.common_errors(body=True)
 @bp.arguments(LoginSchema)
-@bp.response(200, TokenPairSchema)
+@bp.response(200, TokenPairSchema, headers=NO_STORE_HEADER)
 @bp.alt_response(401, response="UNAUTHORIZED")
 @bp.alt_response(429, response="TOO_MANY_REQUESTS")
 def login(data):
     """Exchange email and password for an access and a refresh token."""
     try:
-        return authenticate(data["email"].strip().lower(), data["password"])
+        return authenticate(data["email"], data["password"]), 200, NO_STORE
     except LockedOut as e:
         return problem(429, detail="Too many failed logins; try again later.",
                        headers={"Retry-After": str(e.retry_after)})
@@ -48,19 +54,21 @@ def login(data):
 
 
 @bp.post("/refresh")
+@bp.common_errors(body=True)
 @bp.doc(security=BEARER, description="Present the refresh token as the bearer token.")
 @jwt_required(refresh=True)
-@bp.response(200, TokenPairSchema)
+@bp.response(200, TokenPairSchema, headers=NO_STORE_HEADER)
 @bp.alt_response(401, response="UNAUTHORIZED")
 def refresh():
     """Spend a refresh token for a new token pair; a reused one revokes the session."""
     try:
-        return rotate(get_jwt())
+        return rotate(get_jwt()), 200, NO_STORE
     except SessionRejected as e:
         return problem(401, detail=str(e))
 
 
 @bp.post("/logout")
+@bp.common_errors(body=True)
 @bp.doc(security=BEARER)
 @jwt_required()
 @bp.response(204)
@@ -73,6 +81,7 @@ def logout():
 
 
 @bp.post("/logout-all")
+@bp.common_errors(body=True)
 @bp.doc(security=BEARER)
 @jwt_required()
 @bp.response(204)

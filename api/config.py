@@ -22,7 +22,15 @@ DEFAULTS = {
     "ARGON2_TIME_COST": 3,
     "ARGON2_MEMORY_KIB": 65536,
     "ARGON2_PARALLELISM": 4,
+    # Password hashes running at once on the node, across processes (None: half the cores);
+    # the excess is refused with 503 + Retry-After. The slot files live in this directory
+    # (None: a per-user directory in the system's temporary directory).
+    "PASSWORD_HASH_CONCURRENCY": None,
+    "PASSWORD_HASH_SLOTS_DIR": None,
     "MAX_BODY_BYTES": 1024 * 1024,
+    # Reverse proxies in front of the API (nginx on the appliance: 1). Their X-Forwarded-For and
+    # X-Forwarded-Proto are trusted for that many hops, so logs carry the client's address.
+    "PROXY_COUNT": 0,
     # Telemetry: "off" drops request metrics, request ids and fault hooks (the benchmark's
     # baseline); LOG_LEVEL is a logging level name; REVISION labels vigil_build_info.
     "TELEMETRY": "on",
@@ -73,7 +81,11 @@ def load_config(app, overrides=None):
     cfg["JWT_TOKEN_LOCATION"] = ["headers"]
     cfg["JWT_ALGORITHM"] = "HS256"
     cfg["JWT_DECODE_ALGORITHMS"] = ["HS256"]
-    cfg["MAX_CONTENT_LENGTH"] = int(cfg["MAX_BODY_BYTES"])
+    # One byte over the limit: werkzeug cuts a chunked body at MAX_CONTENT_LENGTH without an
+    # error, so api.requests reads one byte more to tell a body at the limit from a longer one.
+    cfg["MAX_CONTENT_LENGTH"] = int(cfg["MAX_BODY_BYTES"]) + 1
+    if not 0 <= int(cfg["PROXY_COUNT"]) <= 5:
+        raise ConfigError(f"VIGIL_PROXY_COUNT must be 0 to 5, not {cfg['PROXY_COUNT']!r}")
     cfg["SECRET_KEY"] = cfg["JWT_SECRET_KEY"]
     # Always answer an unexpected exception with a problem 500 (never re-raise it, even in
     # tests): Flask's handle_exception then runs, and teardown hooks see the exception.

@@ -1,19 +1,21 @@
 """The content blueprint: CRUD with ETags and owner-only changes."""
-from flask import Response, request
-from flask_jwt_extended import get_jwt_identity, jwt_required
+from flask import Response, jsonify, request
+from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
 
+from api.conditions import DOCUMENTED_PATTERN as CONDITION_PATTERN
+from api.conditions import MalformedCondition, Preconditions
 from api.content_store import (
     EditConflict,
     NotOwner,
     create_item,
     delete_item,
     etag_of,
-    find_visible,
+    find_visible_for_token,
     list_visible,
     update_item,
 )
 from api.errors import problem, validation_problem
-from api.extensions import ApiBlueprint
+from api.extensions import ApiBlueprint, authenticated, revoked_token_problem
 from api.models import Content
 from api.pagination import BadCursor, keyset_page
 from api.schemas import (
@@ -22,28 +24,46 @@ from api.schemas import (
     ContentPatchSchema,
     ContentQuerySchema,
     ContentSchema,
+    content_document,
 )
 
 bp = ApiBlueprint("content", __name__, url_prefix="/api/v1/content", description="Content items")
 BEARER = [{"bearer": []}]
-IF_MATCH = {"in": "header", "name": "If-Match", "required": False,
-            "schema": {"type": "string"},
-            "description": "ETag the change is based on (412 if stale)"}
-IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "required": False,
-                 "schema": {"type": "string"}, "description": "ETag you hold (304 if current)"}
+_TAGS = {"type": "string", "pattern": CONDITION_PATTERN}
+IF_MATCH = {"in": "header", "name": "If-Match", "required": False, "schema": _TAGS,
+            "description": "* or a list of strong ETags the change is based on (412 unless one "
+                           "is current; weak tags never match; 400 if malformed)"}
+IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "required": False, "schema": _TAGS,
+                 "description": "* or a list of ETags you hold (304 if one is current, "
+                                "weak comparison; 400 if malformed)"}
+IF_NONE_MATCH_WRITE = {**IF_NONE_MATCH,
+                       "description": "* or a list of ETags (412 if the item exists and * was "
+                                      "sent or one of them is current; 400 if malformed)"}
 ETAG_HEADER = {"ETag": {"description": "strong validator of this representation",
                         "schema": {"type": "string"}}}
+
+
+#: Where a created or changed item leads (OpenAPI links; schemathesis' stateful phase follows
+#: them: create, then read, update and delete what was created).
+ITEM_LINKS = {
+    name: {"operationId": operation, "parameters": {"id": "$response.body#/id"}}
+    for name, operation in (("ReadItem", "readContent"), ("UpdateItem", "updateContent"),
+                            ("DeleteItem", "deleteContent"))
+}
 
 
 def _with_etag(item, status=200, location=False):
     headers = {"ETag": f'"{etag_of(item)}"'}
     if location:
         headers["Location"] = f"/api/v1/content/{item.id}"
-    return item, status, headers
+    return jsonify(content_document(item)), status, headers
 
 
 @bp.get("")
-@bp.doc(security=BEARER)
+@bp.common_errors()
+@bp.doc(security=BEARER, operationId="listContent", responses={200: {"links": {
+    "NextPage": {"operationId": "listContent",
+                 "parameters": {"cursor": "$response.body#/next_cursor"}}}}})
 @jwt_required()
 @bp.arguments(ContentQuerySchema, location="query", as_kwargs=True)
 @bp.response(200, ContentPageSchema)
@@ -56,11 +76,13 @@ def list_content(limit, cursor=None, owner=None, published=None, q=None):
     except BadCursor:
         return validation_problem([{"field": "cursor",
                                     "message": "Not a cursor issued by this API."}])
-    return {"items": items, "next_cursor": next_cursor}
+    return jsonify({"items": [content_document(item) for item in items],
+                    "next_cursor": next_cursor})
 
 
 @bp.post("")
-@bp.doc(security=BEARER)
+@bp.common_errors(body=True)
+@bp.doc(security=BEARER, operationId="createContent", responses={201: {"links": ITEM_LINKS}})
 @jwt_required()
 @bp.arguments(ContentCreateSchema)
 @bp.response(201, ContentSchema, headers={**ETAG_HEADER, "Location": {
@@ -72,58 +94,74 @@ def create(data):
 
 
 @bp.get("/<id>")
-@bp.doc(security=BEARER, parameters=[IF_NONE_MATCH])
-@jwt_required()
+@bp.common_errors()
+@bp.doc(security=BEARER, parameters=[IF_NONE_MATCH], operationId="readContent")
+@jwt_required(skip_revocation_check=True)  # checked in the item's own query (_read)
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
 @bp.alt_response(304, response="NOT_MODIFIED")
+@bp.alt_response(400, response="BAD_REQUEST")
 @bp.alt_response(401, response="UNAUTHORIZED")
 @bp.alt_response(404, response="NOT_FOUND")
 def read(id):
-    """One item; If-None-Match with its ETag answers 304."""
-    item = find_visible(id, get_jwt_identity())
+    """One item; If-None-Match naming its ETag (or *) answers 304."""
+    user, item = find_visible_for_token(id, get_jwt())
+    if user is None:
+        return revoked_token_problem()
+    authenticated(user.id)
+    return _guarded(lambda conditions: _read(item, id, conditions))
+
+
+def _read(item, item_id, conditions):
     if item is None:
-        return problem(404, detail="No such content item.")
-    # RFC 9110: If-None-Match uses the weak comparison
-    if request.if_none_match.contains_weak(etag_of(item)) or request.if_none_match.star_tag:
+        raise LookupError(item_id)
+    if conditions.none_match_fails(etag_of(item)):
         return Response(status=304, headers={"ETag": f'"{etag_of(item)}"'})
     return _with_etag(item)
 
 
 @bp.patch("/<id>")
-@bp.doc(security=BEARER, parameters=[IF_MATCH])
+@bp.common_errors(body=True)
+@bp.doc(security=BEARER, parameters=[IF_MATCH, IF_NONE_MATCH_WRITE], operationId="updateContent",
+        responses={200: {"links": ITEM_LINKS}})
 @jwt_required()
 @bp.arguments(ContentPatchSchema)
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
+@bp.alt_response(400, response="BAD_REQUEST")
 @bp.alt_response(401, response="UNAUTHORIZED")
 @bp.alt_response(403, response="FORBIDDEN")
 @bp.alt_response(404, response="NOT_FOUND")
 @bp.alt_response(412, response="PRECONDITION_FAILED")
 def patch(data, id):
     """Change some fields (owner only); If-Match guards against lost updates."""
-    return _guarded(lambda: _with_etag(
-        update_item(id, get_jwt_identity(), data, request.if_match)))
+    return _guarded(lambda conditions: _with_etag(
+        update_item(id, get_jwt_identity(), data, conditions)))
 
 
 @bp.delete("/<id>")
-@bp.doc(security=BEARER, parameters=[IF_MATCH])
+@bp.common_errors()
+@bp.doc(security=BEARER, parameters=[IF_MATCH, IF_NONE_MATCH_WRITE], operationId="deleteContent")
 @jwt_required()
 @bp.response(204)
+@bp.alt_response(400, response="BAD_REQUEST")
 @bp.alt_response(401, response="UNAUTHORIZED")
 @bp.alt_response(403, response="FORBIDDEN")
 @bp.alt_response(404, response="NOT_FOUND")
 @bp.alt_response(412, response="PRECONDITION_FAILED")
 def delete(id):
     """Delete an item (owner only)."""
-    return _guarded(lambda: delete_item(id, get_jwt_identity(), request.if_match))
+    return _guarded(lambda conditions: delete_item(id, get_jwt_identity(), conditions))
 
 
 def _guarded(action):
-    """Map the ownership and precondition rules to their HTTP answers."""
+    """Run ``action(preconditions)``; map the ownership and precondition rules to answers."""
     try:
-        return action()
+        return action(Preconditions.of(request.headers))
+    except MalformedCondition as e:
+        return problem(400, detail=str(e))
     except LookupError:
         return problem(404, detail="No such content item.")
     except NotOwner:
         return problem(403, detail="Only the owner may change this item.")
     except EditConflict:
-        return problem(412, detail="The item changed since the ETag you sent.")
+        return problem(412, detail="The item does not match the request's preconditions "
+                                   "(If-Match or If-None-Match).")

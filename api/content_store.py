@@ -1,8 +1,11 @@
 """Content rules: who sees an item, who may change it, and lost-update protection."""
 import uuid
 
-from api.db import write_transaction
-from api.models import Content, utcnow
+from peewee import JOIN
+
+from api.db import PreparedQuery
+from api.models import Content, RefreshSession, User, utcnow
+from api.sessions import SESSION_COLUMNS, live_session_user, session_id_of, user_of_live_session
 
 
 class NotOwner(Exception):
@@ -10,7 +13,7 @@ class NotOwner(Exception):
 
 
 class EditConflict(Exception):
-    """If-Match named a version that is no longer current."""
+    """The request's preconditions do not hold for the item's current version (412)."""
 
 
 def etag_of(item):
@@ -37,15 +40,44 @@ def list_visible(user_id, owner=None, published=None, q=None):
     return query
 
 
+_BY_ID = PreparedQuery(Content, [Content.id],
+                       lambda item_id: Content.select().where(Content.id == item_id))
+#: A token's session (SESSION_COLUMNS) and the item it asks for, in one round trip.
+_SESSION_AND_ITEM = PreparedQuery(
+    Content, [RefreshSession.id, Content.id], lambda session_id, item_id: (
+        RefreshSession.select(*SESSION_COLUMNS, *Content._meta.sorted_fields)
+        .join(User)
+        .join_from(RefreshSession, Content, JOIN.LEFT_OUTER, on=(Content.id == item_id))
+        .where(RefreshSession.id == session_id)))
+
+
 def find_visible(item_id, user_id):
     """The item when it exists and the user may see it, else None (drafts stay hidden)."""
     parsed = _parse_id(item_id)
     if parsed is None:
         return None
-    item = Content.get_or_none(Content.id == parsed)
-    if item is None or (not item.is_published and str(item.owner_id) != str(user_id)):
+    found = _BY_ID.rows(parsed)
+    if not found or (not found[0].is_published and str(found[0].owner_id) != str(user_id)):
         return None
-    return item
+    return found[0]
+
+
+def find_visible_for_token(item_id, claims):
+    """(user, item) for a token whose revocation check was skipped: the session check and
+    the item read share one query. user is None when the session is not live (a 401);
+    item is None when it is missing or hidden from that user.
+    """
+    parsed = _parse_id(item_id)
+    if parsed is None:
+        return live_session_user(claims), None
+    found = _SESSION_AND_ITEM.rows(session_id_of(claims), parsed)
+    user = user_of_live_session(found[0] if found else None, claims)
+    if user is None or found[0].id is None:
+        return user, None
+    item = found[0]
+    if not item.is_published and item.owner_id != user.id:
+        return user, None
+    return user, item
 
 
 def _owned(item_id, user_id):
@@ -58,11 +90,6 @@ def _owned(item_id, user_id):
     return item
 
 
-def _check_precondition(item, if_match):
-    if if_match and not if_match.star_tag and not if_match.contains(etag_of(item)):
-        raise EditConflict(item.id)
-
-
 def create_item(user_id, title, body="", is_published=False):
     """Store a new item owned by ``user_id``."""
     now = utcnow()
@@ -70,33 +97,46 @@ def create_item(user_id, title, body="", is_published=False):
                           version=1, created_at=now, updated_at=now)
 
 
-def update_item(item_id, user_id, changes, if_match=None):
-    """Apply ``changes`` to the caller's item, atomically against its current version."""
-    for _ in range(3):
-        item = _owned(item_id, user_id)
-        _check_precondition(item, if_match)
-        fields = {getattr(Content, name): value for name, value in changes.items()}
-        fields[Content.version] = item.version + 1
-        fields[Content.updated_at] = utcnow()
-        # The version guard makes a concurrent writer's change fail instead of vanish;
-        # without If-Match the caller asked for last-writer-wins, so read again and retry.
-        updated = (Content.update(fields)
-                   .where((Content.id == item.id) & (Content.version == item.version))
-                   .execute())
-        if updated:
-            return Content.get_by_id(item.id)
-        if if_match:
-            raise EditConflict(item.id)
-    raise EditConflict(item_id)
+def update_item(item_id, user_id, changes, preconditions):
+    """Apply ``changes`` to the caller's item; returns the item as stored afterwards.
+
+    Values equal to the stored ones are no change: the version and ETag stay, so other
+    clients' If-Match keeps holding. A request with preconditions writes only over the
+    version it checked (EditConflict if another writer came first); one without asked for
+    last-writer-wins, so the version is bumped in SQL and no retry is needed.
+    """
+    item = _owned(item_id, user_id)
+    if not preconditions.allow_change(etag_of(item)):
+        raise EditConflict(item.id)
+    changed = {getattr(Content, name): value for name, value in changes.items()
+               if getattr(item, name) != value}
+    if not changed:
+        return item
+    changed[Content.version] = Content.version + 1
+    changed[Content.updated_at] = utcnow()
+    query = Content.update(changed).where(Content.id == item.id)
+    if preconditions.present:
+        query = query.where(Content.version == item.version)
+    stored = list(query.returning(Content).execute())
+    if stored:
+        return stored[0]
+    raise _why_missed(item, preconditions)
 
 
-def delete_item(item_id, user_id, if_match=None):
-    """Delete the caller's item."""
-    with write_transaction():
-        item = _owned(item_id, user_id)
-        _check_precondition(item, if_match)
-        deleted = (Content.delete()
-                   .where((Content.id == item.id) & (Content.version == item.version))
-                   .execute())
-        if not deleted:
-            raise EditConflict(item.id)
+def delete_item(item_id, user_id, preconditions):
+    """Delete the caller's item (over the checked version only when preconditions were sent)."""
+    item = _owned(item_id, user_id)
+    if not preconditions.allow_change(etag_of(item)):
+        raise EditConflict(item.id)
+    query = Content.delete().where(Content.id == item.id)
+    if preconditions.present:
+        query = query.where(Content.version == item.version)
+    if not query.execute():
+        raise _why_missed(item, preconditions)
+
+
+def _why_missed(item, preconditions):
+    """A guarded write hit no row: the item is gone (404) or another writer changed it (412)."""
+    if preconditions.present and Content.select().where(Content.id == item.id).exists():
+        return EditConflict(item.id)
+    return LookupError(item.id)

@@ -4,9 +4,12 @@ Each app owns its database object (``app.extensions["vigil_database"]``); the mo
 points at the database of the app whose context is active, so a second ``create_app`` in one
 process (tests, the CLI) neither shares nor closes the first one's connections.
 """
+import contextlib
+import hashlib
 import logging
 import os
 import time
+import uuid
 import weakref
 
 from flask import appcontext_pushed, current_app, request
@@ -180,6 +183,58 @@ def write_transaction():
     if isinstance(database.obj, SqliteDatabase):
         return database.atomic(lock_type="IMMEDIATE")
     return database.atomic()
+
+
+@contextlib.contextmanager
+def write_transaction_for(name):
+    """A write_transaction that no other transaction naming ``name`` runs beside.
+
+    SQLite's BEGIN IMMEDIATE already admits one writer at a time; on PostgreSQL a
+    transaction-scoped advisory lock on a 64-bit hash of ``name`` serialises only those
+    transactions, so unrelated writes go on in parallel.
+    """
+    with write_transaction():
+        if not isinstance(database.obj, SqliteDatabase):
+            digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+            key = int.from_bytes(digest, "big", signed=True)
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
+        yield
+
+
+class PreparedQuery:
+    """A peewee query turned into SQL once per kind of database, then run with new values.
+
+    peewee rebuilds a query's SQL each time it runs, and for a primary-key lookup that costs
+    several times the round trip itself (profiled: about 1 ms against 0.3 ms on a busy host).
+    The reads every request makes are built once, through peewee's own ``Query.sql()``, with
+    one marker value per parameter, and run through ``Model.raw`` with the real values; the
+    model's columns are converted as a normal select would convert them. ``build(*values)``
+    returns the query; ``fields`` (UUID keys: the markers are UUIDs) convert the values for
+    the database, in ``build``'s order.
+    """
+
+    def __init__(self, model, fields, build):
+        self.model, self.fields, self.build = model, tuple(fields), build
+        self._compiled = {}  # database class -> (SQL text, parameter order)
+
+    def rows(self, *values):
+        """The model instances the query finds for ``values`` (a list)."""
+        kind = type(database.obj)
+        compiled = self._compiled.get(kind)
+        if compiled is None:
+            compiled = self._compiled[kind] = self._compile()
+        sql, order = compiled
+        converted = [field.db_value(value) for field, value in zip(self.fields, values,
+                                                                    strict=True)]
+        return list(self.model.raw(sql, *[converted[i] for i in order]))
+
+    def _compile(self):
+        markers = [uuid.UUID(int=0x7157_0000 + i) for i in range(len(self.fields))]
+        sql, params = self.build(*markers).sql()
+        expected = [field.db_value(m) for field, m in zip(self.fields, markers, strict=True)]
+        if sorted(map(str, params)) != sorted(map(str, expected)):
+            raise ValueError(f"the query's parameters {params} are not its values {expected}")
+        return sql, [expected.index(param) for param in params]
 
 
 def pool_stats(db):

@@ -6,6 +6,8 @@ from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
+from api.passwords import BUSY_RETRY_AFTER, PasswordHashingBusy
+
 PROBLEM_MIMETYPE = "application/problem+json"
 
 
@@ -85,6 +87,12 @@ def handle_http_exception(e):
     return problem(status, detail=detail, headers=headers)
 
 
+def handle_hashing_busy(e):
+    """Every password-hashing slot of the node is taken: 503, try again shortly."""
+    return problem(503, detail="Too many password checks at once; retry shortly.",
+                   headers={"Retry-After": str(BUSY_RETRY_AFTER)})
+
+
 def handle_unexpected(e):
     """An exception no handler took: 500 without the trace (Flask has logged it)."""
     return problem(500, detail="An unexpected error occurred; quote the request_id.")
@@ -98,4 +106,5 @@ def init_app(app):
     calls the ``InternalServerError`` handler for the response.
     """
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(PasswordHashingBusy, handle_hashing_busy)
     app.register_error_handler(InternalServerError, handle_unexpected)

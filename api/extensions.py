@@ -1,14 +1,17 @@
 """Flask extensions Vigil binds in the factory: the OpenAPI-generating Api and the JWT manager."""
+import http
+
 from apispec import BasePlugin
-from flask import current_app, send_from_directory
+from flask import abort, current_app, send_from_directory
 from flask_jwt_extended import JWTManager
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 from swagger_ui_bundle import swagger_ui_path
-from webargs.flaskparser import FlaskParser, abort
+from webargs.flaskparser import FlaskParser
 
 from api import errors, events
-from api.sessions import token_is_revoked
+from api.bodies import MalformedBody, parse_json_body
+from api.sessions import live_session_user, remember_token_user
 
 DOCS_ASSETS = "/api/v1/docs/assets/"
 _TOKEN_PROBLEM = "https://vigil.invalid/problems/invalid-token"
@@ -37,26 +40,50 @@ class ProblemApi(Api):
         return errors.handle_http_exception(error)
 
 
-class BoundedJsonParser(FlaskParser):
-    """webargs' parser, answering 400 (not 500) to JSON nested deeper than Python recurses."""
+class StrictJsonParser(FlaskParser):
+    """webargs' parser with Vigil's strict JSON bodies (api.bodies): every flaw is a 400."""
 
     def load_json(self, req, schema):
-        """webargs' JSON loader (its documented location hook), with the recursion limit."""
+        """The parsed body of an operation that takes one (an empty body is an error too)."""
         try:
-            return super().load_json(req, schema)
-        except RecursionError:
-            abort(400, messages={"json": ["JSON nested too deeply."]})
+            return parse_json_body(req.get_data(cache=True))
+        except MalformedBody as e:
+            abort(400, description=f"The request body is not valid JSON: {e}.")
 
 
 class ApiBlueprint(SmorestBlueprint):
-    """The blueprint every API resource uses: flask-smorest's, with the bounded parser."""
+    """The blueprint every API resource uses: flask-smorest's, with the strict JSON parser."""
 
-    ARGUMENTS_PARSER = BoundedJsonParser()
+    ARGUMENTS_PARSER = StrictJsonParser()
+
+    def common_errors(self, body=False):
+        """Document the answers an operation can give whatever its view does: 503 (database
+        down; for logins and password changes also hashing capacity, with Retry-After)
+        always; 400, 413, 415 (malformed, too large, not JSON) for methods with a body."""
+        statuses = [503] + ([400, 413, 415] if body else [])
+
+        def decorate(view):
+            for status in statuses:
+                view = self.alt_response(status, response=http.HTTPStatus(status).name)(view)
+            return view
+
+        return decorate
 
 
 def _unauthorized(detail):
     return errors.problem(401, "Unauthorized", detail, type_=_TOKEN_PROBLEM,
                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def revoked_token_problem():
+    """The 401 a token gets when its session is revoked or expired, or its user deactivated
+    (for views that check the session in their own query: ``skip_revocation_check``)."""
+    return _unauthorized("Token has been revoked.")
+
+
+def authenticated(user_id):
+    """Announce that this request's token is valid and live (telemetry notes the user)."""
+    events.request_authenticated.send(current_app._get_current_object(), user_id=user_id)
 
 
 def init_jwt(app):
@@ -65,16 +92,17 @@ def init_jwt(app):
 
     @jwt.token_in_blocklist_loader
     def _revoked(header, payload):
-        revoked = token_is_revoked(payload)
-        if not revoked:
-            events.request_authenticated.send(current_app._get_current_object(),
-                                              user_id=payload["sub"])
-        return revoked
+        user = live_session_user(payload)
+        if user is None:
+            return True
+        authenticated(payload["sub"])
+        remember_token_user(user)
+        return False
 
     jwt.unauthorized_loader(lambda reason: _unauthorized("Missing bearer token."))
     jwt.invalid_token_loader(lambda reason: _unauthorized("Invalid token."))
     jwt.expired_token_loader(lambda header, payload: _unauthorized("Token has expired."))
-    jwt.revoked_token_loader(lambda header, payload: _unauthorized("Token has been revoked."))
+    jwt.revoked_token_loader(lambda header, payload: revoked_token_problem())
     jwt.needs_fresh_token_loader(lambda header, payload: _unauthorized("Fresh token required."))
     jwt.token_verification_failed_loader(lambda header, payload: _unauthorized("Invalid token."))
     jwt.user_lookup_error_loader(lambda header, payload: _unauthorized("Unknown user."))

@@ -8,6 +8,9 @@ from datetime import datetime
 
 from flask import current_app
 
+#: The shape of every cursor (payload.signature, base64url), as the OpenAPI document states it.
+CURSOR_PATTERN = "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]{22}$"
+
 
 class BadCursor(ValueError):
     """The cursor was not issued by this API (or was altered)."""

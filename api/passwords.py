@@ -1,7 +1,94 @@
-"""Password hashing with argon2id at the configured (OWASP or stronger) cost."""
+"""Password hashing with argon2id at the configured (OWASP or stronger) cost, a bounded
+number at a time on each node.
+
+One argon2id hash at the defaults takes 64 MiB and a core for a tenth of a second or
+more. Unbounded, a flood of logins occupies every gunicorn worker with hashing and reads
+queue behind them (measured: GET /users/me from 5 ms to 713 ms median). HashSlots lets at
+most VIGIL_PASSWORD_HASH_CONCURRENCY hashes run at once across every process of the node
+(an flock on one of that many files; the kernel frees a dead process's lock) and refuses
+the rest at once with PasswordHashingBusy, which the API answers 503 with Retry-After:
+a refused login costs microseconds and leaves the worker free for reads.
+"""
+import contextlib
+import fcntl
+import os
+import tempfile
+
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app
+from flask import current_app, g
+
+#: Seconds a client refused for capacity is asked to wait.
+BUSY_RETRY_AFTER = 1
+
+
+class PasswordHashingBusy(Exception):
+    """Every password-hashing slot of this node is in use; try again in a moment."""
+
+
+def default_hash_concurrency():
+    """Half the node's cores (at least one): the other half stays free for everything else."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def default_slots_dir():
+    """Shared by every Vigil process of this user on the node (systemd's PrivateTmp: of
+    the service), so the bound is per node, not per worker."""
+    return os.path.join(tempfile.gettempdir(), f"vigil-password-hashing-{os.getuid()}")
+
+
+class HashSlots:
+    """At most ``limit`` holders at once across processes: one flock'ed file per slot."""
+
+    def __init__(self, directory, limit):
+        self.directory, self.limit = directory, limit
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+
+    @contextlib.contextmanager
+    def slot(self):
+        """Hold a free slot for the block; raises PasswordHashingBusy when none is free."""
+        for number in range(self.limit):
+            fd = os.open(os.path.join(self.directory, f"slot-{number}"),
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield
+            finally:
+                os.close(fd)  # closing the only descriptor releases the lock
+            return
+        raise PasswordHashingBusy()
+
+
+def _slots():
+    slots = current_app.extensions.get("vigil_hash_slots")
+    if slots is None:
+        cfg = current_app.config
+        limit = cfg["PASSWORD_HASH_CONCURRENCY"] or default_hash_concurrency()
+        slots = current_app.extensions["vigil_hash_slots"] = HashSlots(
+            cfg["PASSWORD_HASH_SLOTS_DIR"] or default_slots_dir(), int(limit))
+    return slots
+
+
+@contextlib.contextmanager
+def hashing_slot():
+    """Hold one of the node's hashing slots for a block of work that hashes (re-entrant
+    within a request, so hash_password and verify_password inside it take no second one).
+    Take it before any other work of a login, so a refused attempt costs nothing else.
+    Raises PasswordHashingBusy.
+    """
+    if g.get("vigil_hash_slot_held"):
+        yield
+        return
+    with _slots().slot():
+        g.vigil_hash_slot_held = True
+        try:
+            yield
+        finally:
+            g.vigil_hash_slot_held = False
 
 
 def _hasher():
@@ -16,16 +103,18 @@ def _hasher():
 
 
 def hash_password(password):
-    """An argon2id hash string of ``password``."""
-    return _hasher().hash(password)
+    """An argon2id hash string of ``password``; raises PasswordHashingBusy."""
+    with hashing_slot():
+        return _hasher().hash(password)
 
 
 def verify_password(password_hash, password):
-    """True when ``password`` matches ``password_hash``."""
-    try:
-        return _hasher().verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+    """True when ``password`` matches ``password_hash``; raises PasswordHashingBusy."""
+    with hashing_slot():
+        try:
+            return _hasher().verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 def needs_rehash(password_hash):

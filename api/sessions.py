@@ -1,13 +1,16 @@
 """Refresh sessions (token families): issue, rotate, detect reuse, revoke -- all in the database."""
+import logging
 import uuid
 from datetime import timedelta
 
-from flask import current_app
+from flask import current_app, g, has_request_context, request
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from api import events
-from api.db import write_transaction
+from api.db import PreparedQuery, write_transaction
 from api.models import RefreshSession, User, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class SessionRejected(Exception):
@@ -63,6 +66,11 @@ def rotate(claims):
                    .execute())
     if not swapped:
         revoke_family(session.id, reason="reuse")
+        # The runbook of ApiRefreshTokenReuseSpike searches for this line (event, user, address).
+        log.warning("refresh token reused; session revoked", extra={
+            "event": "refresh_reuse", "session_id": str(session.id),
+            "reuse_user_id": str(session.user_id),
+            "remote_addr": request.remote_addr if has_request_context() else None})
         events.auth_event.send(current_app._get_current_object(), event="refresh_reuse",
                                user_id=str(session.user_id))
         raise SessionRejected("refresh token reused; session revoked")
@@ -89,13 +97,52 @@ def revoke_user_sessions(user_id, reason, keep=None):
     return query.execute()
 
 
-def token_is_revoked(claims):
-    """True unless the token's session is live and its user active (one query)."""
-    session = (RefreshSession.select(RefreshSession, User).join(User)
-               .where(RefreshSession.id == _uuid(claims.get("sid"))).first())
-    if session is None or not _live(session):
-        return True
-    return str(session.user_id) != claims.get("sub")
+#: What a request needs to know of its token's session and user (never the password hash).
+SESSION_COLUMNS = (RefreshSession.revoked_at, RefreshSession.expires_at, RefreshSession.user,
+                   User.email, User.is_active, User.created_at.alias("user_created_at"))
+_SESSION_AND_USER = PreparedQuery(RefreshSession, [RefreshSession.id], lambda session_id: (
+    RefreshSession.select(*SESSION_COLUMNS).join(User).where(RefreshSession.id == session_id)))
+
+
+def remember_token_user(user):
+    """Keep the user the token check loaded for the rest of the request (token_user)."""
+    g.vigil_token_user = user
+
+
+def token_user():
+    """The caller as the token check loaded it (UserSchema's fields, no password hash)."""
+    return g.vigil_token_user
+
+
+def session_id_of(claims):
+    """The session id a token names (a UUID that matches no session when unusable)."""
+    return _uuid(claims.get("sid"))
+
+
+def live_session_user(claims):
+    """The active User behind a token whose session is live, else None (one query)."""
+    found = _SESSION_AND_USER.rows(session_id_of(claims))
+    return user_of_live_session(found[0] if found else None, claims)
+
+
+def user_of_live_session(row, claims):
+    """The User of a row holding SESSION_COLUMNS when the session is live, the user active
+    and the token's subject that user; else None.
+
+    The user is built from the same row as the check, so views need no second query for it.
+    """
+    if row is None or row.user_id is None:
+        return None
+    # Columns of another model's table arrive as the driver gives them: convert as peewee would.
+    user_id = RefreshSession.user.python_value(row.user_id)
+    revoked_at = RefreshSession.revoked_at.python_value(row.revoked_at)
+    expires_at = RefreshSession.expires_at.python_value(row.expires_at)
+    if (revoked_at is not None or expires_at <= utcnow()
+            or not User.is_active.python_value(row.is_active)
+            or str(user_id) != claims.get("sub")):
+        return None
+    return User(id=user_id, email=row.email, is_active=True,
+                created_at=User.created_at.python_value(row.user_created_at))
 
 
 def count_active_sessions():

@@ -9,7 +9,7 @@ AM_ALL_RECEIVERS := \
 AM_ROUTE_CASES := \
   "severity=page service=vigil-api alertname=ApiHighErrorRatio=>page" \
   "severity=ticket service=host alertname=NodeHighCpu=>ticket" \
-  "severity=info service=vigil-api alertname=ApiFaultSwitchActive=>local" \
+  "severity=info service=vigil-api alertname=ApiFaultSwitchActive=>info" \
   "severity=info service=monitoring alertname=Watchdog=>heartbeat"
 
 DRILL_API ?= http://127.0.0.1:8000
@@ -22,7 +22,7 @@ CHECK_TARGETS += check-rules test-rules check-alertmanager check-routes check-da
 LINT_TARGETS += lint-monitoring
 
 .PHONY: slo dashboards check-rules test-rules check-alertmanager check-routes check-dashboards \
-	lint-monitoring test-monitoring drill
+	lint-monitoring test-monitoring drill drill-one
 
 slo: setup ## regenerate SLO recording rules, burn-rate alerts and their tests from alerts/slo.yml
 	$(PY) alerts/slo_rules.py
@@ -59,7 +59,15 @@ lint-monitoring: setup
 test-monitoring: setup ## monitoring tests only (add PYTEST_ARGS='-m "not stack"' to skip the live ones)
 	$(PY) -m pytest tests/monitoring $(PYTEST_ARGS)
 
-drill: setup ## fire drill against a running API + Prometheus + Alertmanager (DRILL_* variables)
+DRILL_ADDRESS ?=
+DRILL_EXEC ?= python3 appliance/container/nspawn.py exec --name $(or $(APPLIANCE_NAME),vigil) --
+DRILL_ARGS ?=
+
+drill: setup ## real-time fire drills on the appliance: DRILL_ADDRESS=<ip> [DRILL_EXEC=...] [DRILL_ARGS=...]
+	@test -n "$(DRILL_ADDRESS)" || { echo "DRILL_ADDRESS=<the appliance's address> is required"; exit 2; }
+	$(PY) alerts/drills.py --address $(DRILL_ADDRESS) --exec "$(DRILL_EXEC)" $(DRILL_ARGS)
+
+drill-one: setup ## one time-unscaled error drill against a running API + Prometheus + Alertmanager
 	$(PY) alerts/drill.py --api $(DRILL_API) --prometheus $(DRILL_PROMETHEUS) \
 	  --alertmanager $(DRILL_ALERTMANAGER) --flask "$(DRILL_FLASK)" \
 	  $(if $(DRILL_RECEIVER_LOG),--receiver-log $(DRILL_RECEIVER_LOG))

@@ -1,4 +1,5 @@
 """Shared fixtures: ``app`` and ``client`` over SQLite and a real PostgreSQL, and an auth helper."""
+import atexit
 import contextlib
 import glob
 import os
@@ -22,6 +23,8 @@ from api.migrate import upgrade
 FAST_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8, "ARGON2_PARALLELISM": 1}
 PG_START_TIMEOUT = 60
 CLUSTER_PREFIX = "vigil-pg-"
+_HASH_SLOTS_DIR = tempfile.mkdtemp(prefix="vigil-test-hash-slots-")
+atexit.register(shutil.rmtree, _HASH_SLOTS_DIR, True)
 
 
 def _free_port():
@@ -175,11 +178,17 @@ def postgres_url(postgres_server_url):
 
 
 def make_app(database_url, **config):
-    """An app on ``database_url`` with fast hashing and a fixed secret."""
+    """An app on ``database_url`` with fast hashing and a fixed secret.
+
+    Hashing slots are private to the test process and plentiful (tests hash in parallel on
+    purpose); tests of the per-node bound set PASSWORD_HASH_CONCURRENCY themselves.
+    """
     return create_app({
         "DATABASE_URL": database_url,
         "JWT_SECRET_KEY": "test-secret-" + "x" * 40,
         "TESTING": True,
+        "PASSWORD_HASH_CONCURRENCY": 64,
+        "PASSWORD_HASH_SLOTS_DIR": _HASH_SLOTS_DIR,
         **FAST_ARGON2,
         **config,
     })

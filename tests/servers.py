@@ -60,6 +60,10 @@ def base_env(tmp_path: Path, env: dict | None = None) -> dict:
     full["VIGIL_JWT_SECRET_KEY"] = secrets.token_hex(32)
     full["VIGIL_METRICS_DIR"] = str(tmp_path / "metrics")
     full["VIGIL_GRACEFUL_TIMEOUT"] = "5"
+    # A test server's hashing slots are its own (the bound is per node: parallel tests on one
+    # machine would share it) and plentiful unless a test sets the bound it examines.
+    full["VIGIL_PASSWORD_HASH_SLOTS_DIR"] = str(tmp_path / "hash-slots")
+    full["VIGIL_PASSWORD_HASH_CONCURRENCY"] = "64"
     full.update(env or {})
     return full
 

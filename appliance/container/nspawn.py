@@ -323,7 +323,7 @@ class Container:
         return self.run(
             "sh", "-c", 'cd /vagrant && exec ansible-playbook "$@"', "ansible-playbook", *args,
             check=False, timeout=timeout, capture=capture,
-            env={"ANSIBLE_CONFIG": "/vagrant/appliance/ansible.cfg",
+            env={"ANSIBLE_CONFIG": "/vagrant/ansible.cfg",
                  "ANSIBLE_FORCE_COLOR": "0", "PYTHONUNBUFFERED": "1"},
         )
 

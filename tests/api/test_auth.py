@@ -1,9 +1,12 @@
 """Registration, login, lockout, refresh rotation with reuse detection, logout."""
+import threading
 import time
+import unicodedata
 
 import pytest
 from flask_jwt_extended import decode_token
 
+from api import accounts
 from api.sessions import count_active_sessions
 from tests.conftest import make_app
 
@@ -214,3 +217,98 @@ def test_revocation_lives_in_the_database_not_the_process(auth, app):
     other = other_node.test_client()
     assert other.get(ME, headers=account.headers).status_code == 401
     assert other.post(REFRESH, headers=account.refresh_headers).status_code == 401
+
+
+EMAIL_FORMS = {
+    "nfd": unicodedata.normalize("NFD", "José@Bücher.example"),
+    "fullwidth-domain": "jose@ｂｕｃｈｅｒ.example",
+    "punycode": "Jose@xn--bcher-kva.example",
+    "upper-case": "JOSE@EXAMPLE.COM",
+}
+
+
+@pytest.mark.parametrize("form", EMAIL_FORMS.values(), ids=EMAIL_FORMS.keys())
+def test_login_accepts_exactly_the_string_that_registered(client, form):
+    """Register and login share one normalisation: whatever registered also logs in."""
+    r = client.post(REGISTER, json={"email": form, "password": "correct horse battery"})
+    assert r.status_code == 201, r.json
+    stored = r.json["email"]
+    for login_form in (form, stored):
+        r = client.post(LOGIN, json={"email": login_form, "password": "correct horse battery"})
+        assert r.status_code == 200, (login_form, r.json)
+    r = client.post(REGISTER, json={"email": stored, "password": "correct horse battery"})
+    assert r.status_code == 409
+
+
+def test_failures_under_every_form_count_toward_one_lockout(client):
+    client.post(REGISTER, json={"email": EMAIL_FORMS["nfd"], "password": "correct horse battery"})
+    forms = [EMAIL_FORMS["nfd"], "josé@bücher.example", "José@xn--bcher-kva.example"]
+    for i in range(10):
+        client.post(LOGIN, json={"email": forms[i % 3], "password": "wrong password!"})
+    r = client.post(LOGIN, json={"email": "josé@bücher.example",
+                                 "password": "correct horse battery"})
+    assert r.status_code == 429
+
+
+@pytest.mark.parametrize("path", [REGISTER, LOGIN])
+@pytest.mark.parametrize("email", [" ada@example.com", "ada@example.com ", "\tada@example.com"])
+def test_surrounding_spaces_are_refused_alike_by_register_and_login(client, path, email):
+    r = client.post(path, json={"email": email, "password": "correct horse battery"})
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json["errors"]] == ["email"]
+
+
+def test_deactivate_cli_normalises_the_email(app, client):
+    client.post(REGISTER, json={"email": EMAIL_FORMS["nfd"], "password": "correct horse battery"})
+    result = app.test_cli_runner().invoke(args=["users", "deactivate",
+                                                EMAIL_FORMS["punycode"].replace("Jose", "José")])
+    assert result.exit_code == 0, result.output
+    r = client.post(LOGIN, json={"email": EMAIL_FORMS["nfd"], "password": "correct horse battery"})
+    assert r.status_code == 401
+
+
+PARALLEL_GUESSES = 8
+
+
+@pytest.mark.parametrize("earlier_failures", [0, 6])
+@pytest.mark.parametrize("path", [LOGIN, "/api/v1/users/me/password"])
+def test_lockout_threshold_is_exact_under_concurrency(app, auth, monkeypatch, earlier_failures,
+                                                      path):
+    """Eight parallel wrong passwords: never more than the threshold of password checks."""
+    account = auth.signup()
+    checks, lock = [], threading.Lock()
+    real_verify = accounts.verify_password
+
+    def slow_counted_verify(password_hash, password):
+        with lock:
+            checks.append(password)
+        time.sleep(0.05)  # keeps every guess in flight at once
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(accounts, "verify_password", slow_counted_verify)
+    if path == LOGIN:
+        body = {"email": account.email, "password": "bad password!"}
+    else:
+        body = {"current_password": "bad password!", "new_password": "another long password"}
+    headers = account.headers if path != LOGIN else {}
+    client = app.test_client()
+    for _ in range(earlier_failures):
+        assert client.post(path, json=body, headers=headers).status_code in (401, 422)
+    barrier = threading.Barrier(PARALLEL_GUESSES)
+    statuses = []
+
+    def guess():
+        barrier.wait(10)
+        status = app.test_client().post(path, json=body, headers=headers).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=guess) for _ in range(PARALLEL_GUESSES)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    threshold = 10
+    expected_checks = min(threshold, earlier_failures + PARALLEL_GUESSES)
+    assert len(checks) == expected_checks, f"{len(checks)} password checks, threshold 10"
+    assert statuses.count(429) == earlier_failures + PARALLEL_GUESSES - expected_checks, statuses

@@ -1,6 +1,8 @@
 """Concurrent writers: no 5xx from lock contention, and nothing stored is lost or duplicated."""
 import threading
 
+import pytest
+
 CONTENT = "/api/v1/content"
 
 
@@ -43,3 +45,61 @@ def test_concurrent_refreshes_and_edits_never_fail(app, auth):
         items = mine.json["items"]
         assert sorted(i["title"] for i in items) == sorted(f"t{i}" for i in range(0, 15, 2))
         assert all(i["body"] == "edited" for i in items)
+
+
+RACE_PAIRS = 40
+
+
+def _race(app, requests_):
+    """Send the requests of each pair at the same moment; returns their statuses per pair."""
+    barrier = threading.Barrier(len(requests_))
+    statuses = [None] * len(requests_)
+
+    def send(i, method, url, headers, body):
+        barrier.wait(10)
+        statuses[i] = app.test_client().open(url, method=method, headers=headers,
+                                             json=body).status_code
+
+    threads = [threading.Thread(target=send, args=(i, *req)) for i, req in enumerate(requests_)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return statuses
+
+
+@pytest.mark.parametrize("first, second, allowed", [
+    # Without If-Match nothing may answer 412; a PATCH losing to a DELETE is a 404, not a 500.
+    ("PATCH", "DELETE", ({200, 404}, {204})),
+    ("DELETE", "DELETE", ({204, 404}, {204, 404})),
+])
+def test_unconditional_writes_racing_a_delete_never_412_or_500(app, auth, first, second,
+                                                               allowed):
+    account = auth.signup()
+    client = app.test_client()
+    seen = []
+    for i in range(RACE_PAIRS):
+        url = client.post(CONTENT, json={"title": f"race {i}"},
+                          headers=account.headers).headers["Location"]
+        pair = [(method, url, account.headers, {"title": f"edit {i}"} if method == "PATCH"
+                 else None) for method in (first, second)]
+        statuses = _race(app, pair)
+        seen.append(tuple(statuses))
+        assert statuses[0] in allowed[0] and statuses[1] in allowed[1], seen
+        assert client.get(url, headers=account.headers).status_code == 404
+    if first == second:
+        assert all(sorted(s) == [204, 404] for s in seen), seen
+
+
+def test_unconditional_patches_racing_each_other_all_succeed(app, auth):
+    """Last writer wins without If-Match: every PATCH is a 200 and the version counts them."""
+    account = auth.signup()
+    client = app.test_client()
+    url = client.post(CONTENT, json={"title": "start"}, headers=account.headers
+                      ).headers["Location"]
+    for i in range(RACE_PAIRS // 2):
+        statuses = _race(app, [("PATCH", url, account.headers, {"title": f"a{i}"}),
+                               ("PATCH", url, account.headers, {"title": f"b{i}"})])
+        assert statuses == [200, 200], statuses
+    final = client.get(url, headers=account.headers)
+    assert final.headers["ETag"].endswith(f'.{1 + RACE_PAIRS}"'), "a PATCH was lost"

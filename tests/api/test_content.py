@@ -83,6 +83,28 @@ def test_patch_changes_fields_and_the_etag(client, auth):
     assert r.json["created_at"] == created.json["created_at"]
 
 
+@pytest.mark.parametrize("body", [{}, {"title": "a title"}, {"title": "a title", "body": "",
+                                                        "is_published": False}])
+def test_patch_that_changes_nothing_keeps_the_version_and_etag(client, auth, body):
+    """Other clients' If-Match must keep holding when nothing changed."""
+    account = auth.signup()
+    created = _create(client, account)
+    url, etag = created.headers["Location"], created.headers["ETag"]
+    for _ in range(3):
+        r = client.patch(url, headers=account.headers, json=body)
+        assert r.status_code == 200
+        assert r.headers["ETag"] == etag and r.json == created.json
+    r = client.patch(url, headers={**account.headers, "If-Match": etag}, json={"title": "other"})
+    assert r.status_code == 200 and r.headers["ETag"] != etag
+
+
+def test_patch_that_changes_nothing_still_checks_if_match(client, auth):
+    account = auth.signup()
+    url = _create(client, account).headers["Location"]
+    r = client.patch(url, headers={**account.headers, "If-Match": '"stale"'}, json={})
+    assert r.status_code == 412
+
+
 def test_patch_with_a_stale_etag_is_412_and_changes_nothing(client, auth):
     account = auth.signup()
     created = _create(client, account)

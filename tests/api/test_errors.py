@@ -30,9 +30,9 @@ def test_wrong_content_type_is_415(client, content_type):
     _is_problem(r, 415)
 
 
-@pytest.mark.parametrize("body", [[], ["a"], "text", 42, None])
-def test_json_that_is_not_an_object_is_422(client, body):
-    r = client.post("/api/v1/auth/register", json=body)
+@pytest.mark.parametrize("raw", [b"[]", b'["a"]', b'"text"', b"42", b"null"])
+def test_json_that_is_not_an_object_is_422(client, raw):
+    r = client.post("/api/v1/auth/register", data=raw, content_type="application/json")
     problem_body = _is_problem(r, 422)
     assert problem_body["errors"] and all({"field", "message"} == set(e)
                                           for e in problem_body["errors"])
@@ -122,3 +122,52 @@ def test_absurdly_nested_json_is_a_client_error(client, raw):
     r = client.post("/api/v1/auth/register", data=raw, content_type="application/json")
     assert 400 <= r.status_code < 500
     assert r.mimetype == "application/problem+json"
+
+
+HUGE_NUMBER = b"1" * 5000
+STRICT_JSON_CASES = {
+    # Python's int() refuses more than 4,300 digits: a ValueError, once a 500
+    "huge-integer": b'{"email": "a@example.com", "password": ' + HUGE_NUMBER + b"}",
+    "huge-integer-alone": HUGE_NUMBER,
+    "duplicate-key": b'{"email": "a@example.com", "email": "b@example.com", '
+                     b'"password": "correct horse battery"}',
+    "nested-duplicate-key": b'{"title": "t", "x": {"a": 1, "a": 2}}',
+    "nan": b'{"email": "a@example.com", "password": NaN}',
+    "infinity": b'{"email": "a@example.com", "password": -Infinity}',
+    "unterminated-deep-array": b"[" * 100_000,
+    "deep-array": b"[" * 50_000 + b"]" * 50_000,
+    "unterminated-array": b"[1, 2",
+    "empty": b"",
+    "blank": b"  \r\n ",
+}
+
+
+@pytest.mark.parametrize("raw", STRICT_JSON_CASES.values(), ids=STRICT_JSON_CASES.keys())
+@pytest.mark.parametrize("method, path", [("POST", "/api/v1/auth/register"),
+                                          ("POST", "/api/v1/auth/login"),
+                                          ("POST", "/api/v1/content"),
+                                          ("PATCH", "/api/v1/content/{id}"),
+                                          ("POST", "/api/v1/users/me/password")])
+def test_every_body_is_strict_json_or_a_400(client, auth, method, path, raw):
+    """Malformed JSON is a 400 naming the flaw, never a 500 and never read as an empty body."""
+    account = auth.signup()
+    item = client.post("/api/v1/content", json={"title": "before"}, headers=account.headers)
+    r = client.open(path.format(id=item.json["id"]), method=method, data=raw,
+                    content_type="application/json", headers=account.headers)
+    body = _is_problem(r, 400)
+    assert body["detail"].startswith("The request body is not valid JSON: ")
+    after = client.get(item.headers["Location"], headers=account.headers)
+    assert after.headers["ETag"] == item.headers["ETag"], "a malformed PATCH changed the item"
+
+
+def test_duplicate_keys_name_the_key(client):
+    r = client.post("/api/v1/auth/login", data=STRICT_JSON_CASES["duplicate-key"],
+                    content_type="application/json")
+    assert '"email" appears more than once' in _is_problem(r, 400)["detail"]
+
+
+def test_a_body_without_a_content_type_is_still_required(client, auth):
+    account = auth.signup()
+    item = client.post("/api/v1/content", json={"title": "before"}, headers=account.headers)
+    r = client.patch(item.headers["Location"], headers=account.headers)
+    _is_problem(r, 400)

@@ -23,7 +23,8 @@ def test_production_defaults_meet_owasp():
 
 def test_default_hash_is_argon2id_with_the_default_parameters(tmp_path, monkeypatch):
     monkeypatch.setenv("VIGIL_JWT_SECRET_KEY", "k" * 40)
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+                      "PASSWORD_HASH_SLOTS_DIR": str(tmp_path / "slots")})
     with app.app_context():
         from api.passwords import hash_password, verify_password
 

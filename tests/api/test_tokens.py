@@ -92,3 +92,58 @@ def test_authentication_comes_before_validation(client, method, path, body):
     """An anonymous caller learns nothing from validation errors: 401 first."""
     r = client.open(path, method=method, json=body)
     assert r.status_code == 401
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(client, auth, scheme):
+    """RFC 9110 11.1: the authentication scheme is case-insensitive."""
+    account = auth.signup()
+    token = account.tokens["access_token"]
+    r = client.get("/api/v1/users/me", headers={"Authorization": f"{scheme} {token}"})
+    assert r.status_code == 200, r.json
+    r = client.post("/api/v1/auth/refresh",
+                    headers={"Authorization": f"{scheme} {account.tokens['refresh_token']}"})
+    assert r.status_code == 200, r.json
+
+
+@pytest.mark.parametrize("value", ["Bearerx {token}", "Basic {token}", "{token}", "Bearer"])
+def test_other_schemes_are_still_refused(client, auth, value):
+    token = auth.signup().tokens["access_token"]
+    r = client.get("/api/v1/users/me", headers={"Authorization": value.format(token=token)})
+    assert r.status_code == 401
+
+
+def test_token_responses_are_never_cached(client, auth):
+    """RFC 6749 5.1: Cache-Control: no-store on every response that carries tokens."""
+    email, password = auth.register()
+    login = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert login.headers["Cache-Control"] == "no-store"
+    r = client.post("/api/v1/auth/refresh",
+                    headers={"Authorization": f"Bearer {login.json['refresh_token']}"})
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("how", ["logout", "deactivate", "expired session"])
+def test_a_dead_session_cannot_read_even_a_published_item(app, client, auth, how):
+    """Reads check the session in the item's own query: a dead one is 401, never the item."""
+    owner = auth.signup()
+    reader = auth.signup()
+    item = client.post("/api/v1/content", json={"title": "public", "is_published": True},
+                       headers=owner.headers)
+    urls = [item.headers["Location"], "/api/v1/content/not-a-uuid",
+            f"/api/v1/content/{uuid.uuid4()}", "/api/v1/content"]
+    for url in urls:
+        assert client.get(url, headers=reader.headers).status_code in (200, 404)
+    if how == "logout":
+        client.post("/api/v1/auth/logout", headers=reader.headers)
+    elif how == "deactivate":
+        app.test_cli_runner().invoke(args=["users", "deactivate", reader.email])
+    else:
+        from api.models import RefreshSession
+        from api.models import utcnow as now
+        with app.app_context():
+            RefreshSession.update(expires_at=now()).execute()
+    for url in urls:
+        r = client.get(url, headers=reader.headers)
+        assert r.status_code == 401, (url, r.json)
+        assert r.json["detail"] == "Token has been revoked."

@@ -1,29 +1,29 @@
-"""Paths and helpers shared by the appliance tests: the nspawn tooling module, the roles, tools."""
-import importlib.util
+"""Paths and helpers shared by the appliance tests: the repo, the roles, tools, Vagrant runs."""
+import os
 import re
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = REPO / "appliance" / "roles"
-# Filled by the proof (tests/appliance/test_proof.py), printed by conftest.py at the end.
+# Filled by the proof, printed by conftest.py at the end and saved in reports/.
 PROOF_TIMINGS = {}
 NOT_EXECUTED = []
-ANSIBLE_ENV = {"ANSIBLE_CONFIG": str(REPO / "appliance" / "ansible.cfg")}
-
-
-def load_nspawn():
-    """Import appliance/container/nspawn.py (it lives outside any package)."""
-    spec = importlib.util.spec_from_file_location(
-        "vigil_nspawn", REPO / "appliance" / "container" / "nspawn.py")
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses resolve annotations through sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+# What CI's `vagrant up` runs: the single VM without Grafana's APT repository (VIGIL_LOGS=0).
+VAGRANT_ENV = {"VIGIL_TOPOLOGY": "single", "VIGIL_LOGS": "0"}
+# The inventory the Vagrantfile hands ansible_local with VIGIL_LOGS=0, and the whole one.
+INVENTORY = "appliance/inventories/vagrant/hosts.yml"
+FULL_INVENTORY = "appliance/inventories/vagrant"
+MACHINE = "vigil"
+MACHINE_IP = "192.168.56.10"
+# Prometheus jobs every provisioned appliance scrapes.
+CORE_JOBS = {"vigil-api", "node", "postgres", "prometheus", "alertmanager",
+             "nginx", "nginx-log", "edge-probe", "prometheus-longterm"}
 
 
 def venv_bin(name):
@@ -42,15 +42,51 @@ def require_tool(name):
     return path
 
 
-INVENTORY = "appliance/inventories/container"
-# Prometheus jobs every provisioned appliance scrapes.
-CORE_JOBS = {"vigil-api", "node", "postgres", "prometheus", "alertmanager"}
+def checkout(dest):
+    """A fresh checkout of the work tree (tracked and new, not ignored, files): what a reviewer
+    clones. In CI the work tree is a clean clone, so this is exactly main."""
+    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others",
+                            "--exclude-standard"], check=True, capture_output=True,
+                           text=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def vagrant(project, *args, env=None, timeout=3600, log=None):
+    """`vagrant ARGS` in a project directory, as a user types it; output kept whole (and
+    appended to `log` when given, for a person reading a failed run)."""
+    t0 = time.monotonic()
+    cp = subprocess.run(["vagrant", *args], cwd=project, capture_output=True, text=True,
+                        timeout=timeout, env={**os.environ, **VAGRANT_ENV, **(env or {}),
+                                              "VAGRANT_NO_COLOR": "1"})
+    if log is not None:
+        with open(log, "a") as f:
+            f.write(f"\n$ vagrant {' '.join(args)}   # exit {cp.returncode}, "
+                    f"{time.monotonic() - t0:.0f} s\n{cp.stdout}{cp.stderr}")
+    return cp
+
+
+def host_state():
+    """What a Vagrant run may leave on the host: LXC containers, network links (LXC names its
+    host-side veths vethXXXXXX), firewall rules (lxc-net writes nftables tables `lxc` where nft
+    works, iptables rules elsewhere)."""
+    def out(*argv):
+        return subprocess.run(argv, capture_output=True, text=True).stdout
+    links = {line.split()[0].split("@")[0] for line in out("ip", "-br", "link").splitlines()}
+    rules = {line for line in out("iptables-save").splitlines()
+             if line and not line.startswith(("#", ":"))}
+    rules |= {f"nft {line}" for line in out("nft", "list", "tables").splitlines() if line}
+    return {"containers": set(out("lxc-ls", "-1").split()), "links": links, "firewall": rules}
 
 
 def recap(stdout):
     """{host: {ok, changed, failed, ...}} from ansible-playbook's PLAY RECAP."""
     found = {}
-    for host, stats in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", stdout, re.M):
+    for host, stats in re.findall(r"^\s*(\S+)\s+:\s+(ok=.*)$", stdout, re.M):
         found[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", stats)}
     return found
 

@@ -1,12 +1,17 @@
-"""The one provisioned appliance every appliance-tier module shares (one boot per run), and the
-report of the proof's measured step times at the end of the pytest run.
+"""The one appliance every appliance-tier module shares: a fresh checkout brought up with
+`vagrant up --provider=lxc`, as a reviewer on a Linux host without a hypervisor would, and
+destroyed at the end (tests/appliance/test_vagrant.py checks that nothing is left behind).
 
 Tests use the `appliance` fixture's public surface only: `ip`, `https`, `http` (a requests
 session that trusts the appliance's CA), `run(*argv)` (a command as root on the machine),
-`playbook(*args)`, `prom(path, **params)`, `wait_all_targets_up()`, `account()`, `reboot()`.
+`playbook(*args)` (ansible-playbook on the machine, as ansible_local runs it), `prom(path,
+**params)`, `wait_all_targets_up()`, `account()`, `reboot()` (`vagrant halt` + `vagrant up`),
+`vagrant(*args)` (in the checkout) and `site_run` (the first `vagrant up`'s output).
 """
 import json
 import os
+import shlex
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,37 +20,71 @@ import requests
 from appliance_env import (
     CORE_JOBS,
     INVENTORY,
+    MACHINE,
+    MACHINE_IP,
     NOT_EXECUTED,
     PROOF_TIMINGS,
     REPO,
-    load_nspawn,
+    checkout,
+    host_state,
     require_tool,
+    vagrant,
 )
 
 
 class Appliance:
-    """The booted, provisioned machine plus host-side HTTP helpers."""
+    """The machine Vagrant brought up, reached over SSH and HTTPS from the host."""
 
-    def __init__(self, container, site_run):
-        self.c = container
+    def __init__(self, project, site_run, workdir):
+        self.project = project
         self.site_run = site_run
-        self.ip = container.ip
-        self.https = f"https://{container.ip}"
-        self.ca = str(Path(container.root) / "etc/nginx/tls/vigil.crt")
+        self.log = workdir / "vagrant.log"
+        self.ip = MACHINE_IP
+        self.https = f"https://{MACHINE_IP}"
+        self._ssh_config = workdir / "ssh_config"
+        self._control = workdir / "ssh-%C"
+        self._refresh_ssh_config()
+        self.ca = workdir / "vigil-ca.crt"
+        self.ca.write_text(self.run("cat", "/etc/nginx/tls/vigil.crt").stdout)
         self.http = requests.Session()
-        self.http.verify = self.ca
+        self.http.verify = str(self.ca)
         # REQUESTS_CA_BUNDLE in the environment would otherwise override verify.
         self.http.trust_env = False
 
+    def _refresh_ssh_config(self):
+        cp = self.vagrant("ssh-config", MACHINE)
+        assert cp.returncode == 0, cp.stderr
+        self._ssh_config.write_text(cp.stdout)
+
+    def _ssh(self, remote, timeout, input=None, check=True):
+        # One multiplexed connection: `vagrant ssh -c` costs seconds of Ruby start-up per call.
+        argv = ["ssh", "-F", str(self._ssh_config), "-o", "LogLevel=ERROR",
+                "-o", "ControlMaster=auto", "-o", f"ControlPath={self._control}",
+                "-o", "ControlPersist=300", MACHINE, remote]
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
+        if check and cp.returncode:
+            raise RuntimeError(f"on {MACHINE}: {remote} exited {cp.returncode}\n"
+                               f"--- stdout\n{cp.stdout[-6000:]}\n--- stderr\n{cp.stderr[-4000:]}")
+        return cp
+
+    def vagrant(self, *args, env=None, timeout=3600):
+        return vagrant(self.project, *args, env=env, timeout=timeout, log=self.log)
+
     def run(self, *argv, check=True, timeout=600, input=None):
         """Run a command as root on the machine; a CompletedProcess with text output."""
-        return self.c.run(*argv, check=check, timeout=timeout, input=input)
+        return self._ssh("sudo -n " + shlex.join(argv), timeout, input=input, check=check)
 
     def playbook(self, *args, inventory=INVENTORY, timeout=1800):
-        return self.c.ansible_playbook("-i", inventory, *args, timeout=timeout)
+        """ansible-playbook on the machine from /vagrant, as the vagrant user (ansible_local)."""
+        cmd = shlex.join(["ansible-playbook", "-i", inventory, *args])
+        return self._ssh(f"cd /vagrant && ANSIBLE_FORCE_COLOR=0 {cmd}", timeout, check=False)
 
     def reboot(self):
-        self.c.reboot()
+        """`vagrant halt` then `vagrant up`: every service must come back by itself."""
+        for args in (("halt", MACHINE), ("up", MACHINE, "--provider=lxc")):
+            cp = self.vagrant(*args)
+            assert cp.returncode == 0, cp.stdout[-4000:] + cp.stderr[-3000:]
+        self._refresh_ssh_config()
 
     def prom(self, path, **params):
         r = requests.get(f"http://{self.ip}:9090{path}", params=params, timeout=10)
@@ -78,31 +117,42 @@ class Appliance:
 
 
 @pytest.fixture(scope="session")
-def appliance(tmp_path_factory):
+def host_before():
+    """The host as it was before this run's `vagrant up` (compared after `vagrant destroy`)."""
+    return host_state()
+
+
+@pytest.fixture(scope="session")
+def appliance(tmp_path_factory, host_before):
+    reuse = os.environ.get("VIGIL_TEST_APPLIANCE_PROJECT")
+    if reuse:
+        # A developer's shortcut, never CI's: a checkout whose `vagrant up --provider=lxc` is
+        # already done; nothing is brought up or destroyed (skip test_vagrant.py with it).
+        workdir = tmp_path_factory.mktemp("vagrant")
+        yield Appliance(Path(reuse), None, workdir)
+        return
     if os.geteuid() != 0:
-        pytest.fail("the appliance proof needs root (systemd-nspawn, veth, iptables)")
-    for tool in ("debootstrap", "systemd-nspawn", "nsenter", "iptables", "ip", "git"):
+        pytest.fail("the appliance proof needs root (vagrant-lxc makes containers and a bridge)")
+    for tool in ("vagrant", "lxc-start", "debootstrap", "git", "ssh", "iptables-save"):
         require_tool(tool)
-    nspawn = load_nspawn()
+    workdir = tmp_path_factory.mktemp("vagrant")
+    project = checkout(workdir / "vigil")
     started = time.monotonic()
-    snapshot = nspawn.snapshot_repo(tmp_path_factory.mktemp("repo"))
     t = time.monotonic()
-    nspawn.rootfs_tarball()
-    PROOF_TIMINGS["rootfs (debootstrap or cache)"] = time.monotonic() - t
-    container = nspawn.Container.create(f"vigil-{os.getpid() % 100000}", repo=snapshot)
+    cp = subprocess.run(["make", "--no-print-directory", "lxc-box"], cwd=project,
+                        capture_output=True, text=True, timeout=1800)
+    assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
+    PROOF_TIMINGS["lxc box (build, or cached)"] = time.monotonic() - t
+    t = time.monotonic()
+    up = vagrant(project, "up", "--provider=lxc", log=workdir / "vagrant.log", timeout=2400)
+    PROOF_TIMINGS["vagrant up (boot + provision)"] = time.monotonic() - t
     try:
-        t = time.monotonic()
-        container.boot()
-        PROOF_TIMINGS["boot to running"] = time.monotonic() - t
-        t = time.monotonic()
-        container.install_ansible()
-        PROOF_TIMINGS["install pinned ansible-core"] = time.monotonic() - t
-        t = time.monotonic()
-        site = container.ansible_playbook("-i", INVENTORY, "playbooks/site.yml")
-        PROOF_TIMINGS["site.yml, first run"] = time.monotonic() - t
-        yield Appliance(container, site)
+        assert up.returncode == 0, up.stdout[-10000:] + up.stderr[-4000:]
+        yield Appliance(project, up, workdir)
     finally:
-        container.destroy()
+        # Normally test_vagrant.py destroys it and checks the host; this is for failed runs.
+        if any((project / ".vagrant" / "machines").glob("*/lxc/id")):
+            vagrant(project, "destroy", "-f", log=workdir / "vagrant.log")
         PROOF_TIMINGS["whole proof"] = time.monotonic() - started
         report = REPO / "reports"
         report.mkdir(exist_ok=True)

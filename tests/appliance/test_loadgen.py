@@ -37,7 +37,7 @@ def test_cluster_scrapes_the_locust_master_on_load1(tmp_path):
     assert cp.returncode == 0, cp.stdout + cp.stderr
 
 
-@pytest.mark.parametrize("inventory", ["container", "vagrant", "container-observability"])
+@pytest.mark.parametrize("inventory", ["vagrant", "vagrant/hosts.yml"])
 def test_an_empty_loadgen_group_adds_no_locust_job(inventory):
     groups, _ = _inventory(inventory)
     assert groups.get("loadgen", []) == []  # ansible-inventory lists no empty group

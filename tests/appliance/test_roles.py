@@ -8,7 +8,9 @@ from appliance_env import ROLES
 ROLE_NAMES = sorted(p.name for p in ROLES.iterdir() if p.is_dir())
 EXPECTED_ROLES = {
     "common", "postgresql", "api", "nginx", "prometheus", "alertmanager", "node_exporter",
-    "postgres_exporter", "loki", "alloy", "grafana", "backup", "locust",
+    "postgres_exporter", "loki", "alloy", "grafana", "grafana_repository", "backup", "locust",
+    # the front door's telemetry and the long-term SLO history (issue 11)
+    "nginx_exporter", "mtail", "blackbox_exporter", "prometheus_longterm",
 }
 YAML_TYPES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
 

@@ -7,14 +7,14 @@ import subprocess
 import jinja2
 import pytest
 import yaml
-from appliance_env import ANSIBLE_ENV, REPO, ROLES, venv_bin
+from appliance_env import REPO, ROLES, venv_bin
 
 
 def _inventory(name):
     cp = subprocess.run([venv_bin("ansible-inventory"), "-i",
                          str(REPO / "appliance" / "inventories" / name), "--list"],
-                        capture_output=True, text=True, check=True, cwd=REPO,
-                        env={**ANSIBLE_ENV, "PATH": "/usr/bin:/bin"})
+                        capture_output=True, text=True, check=True,
+                        env={"PATH": "/usr/bin:/bin"}, cwd=REPO)
     data = json.loads(cp.stdout)
     groups = {"all": sorted(data["_meta"]["hostvars"])}
     for group, body in data.items():
@@ -93,3 +93,22 @@ def test_nftables_ruleset_is_valid_and_default_drop(trusted, tmp_path):
     # -c parses and checks against the kernel without applying anything.
     cp = subprocess.run([nft, "-c", "-f", str(path)], capture_output=True, text=True)
     assert cp.returncode == 0, cp.stderr
+
+
+@pytest.mark.parametrize(("inventory", "host", "expected"), [
+    ("cluster", "db1", ["192.168.56.21/32", "192.168.56.22/32", "192.168.56.24/32",
+                        "192.168.56.23/32"]),
+    ("vagrant", "vigil", None),  # one machine: nothing to trust but itself (loopback)
+])
+def test_the_firewall_trusts_the_inventorys_hosts_not_the_vagrant_host(inventory, host, expected):
+    """The private network also holds the hypervisor host (with lxc, the machine running
+    Vagrant, 192.168.56.1): only the inventory's own hosts are trusted."""
+    cp = subprocess.run([venv_bin("ansible"), host, "-i", f"appliance/inventories/{inventory}",
+                         "-m", "ansible.builtin.debug",
+                         "-a", "var=common_firewall_trusted_networks"],
+                        capture_output=True, text=True, cwd=REPO, check=True)
+    value = json.loads(cp.stdout[cp.stdout.index("{"):])["common_firewall_trusted_networks"]
+    if expected is None:
+        assert "is undefined" in value  # the role's default, []
+    else:
+        assert value == expected

@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
 RULES_DIR = ALERTS / "rules"
 TESTS_DIR = ALERTS / "tests"
+# The long-term Prometheus's recording rules (the 30-day budget), generated from alerts/slo.yml.
+LONGTERM_RULES_DIR = ALERTS / "longterm" / "rules"
 RUNBOOKS_DIR = ALERTS / "runbooks"
 LOKI_RULES_DIR = ALERTS / "loki"
 DASHBOARDS = ROOT / "dashboards"
@@ -56,7 +58,9 @@ def loki_rules():
 
 
 def recorded_metrics():
-    return {rule["record"] for rule in all_rules() if "record" in rule}
+    """Every series a recording rule makes, on the main or the long-term Prometheus."""
+    longterm = [r for p in sorted(LONGTERM_RULES_DIR.glob("*.yml")) for r in rules_in(p)]
+    return {rule["record"] for rule in all_rules() + longterm if "record" in rule}
 
 
 def promtool_cases():

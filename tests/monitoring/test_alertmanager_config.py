@@ -69,13 +69,25 @@ def test_grouping_and_short_group_wait_for_pages(tmp_path):
     assert route["group_by"] == ["alertname", "service"]
     page = next(r for r in route["routes"] if r["matchers"] == ['severity="page"'])
     assert page["group_wait"] == "10s" and route["group_wait"] == "30s"
+    # A live page group notifies every 15 s (an alert joining it, the resolved notice): ADR 0061.
+    assert page["group_interval"] == "15s" and route["group_interval"] == "5m"
+
+
+def test_every_severity_reaches_every_configured_receiver_that_takes_it(tmp_path):
+    """PagerDuty takes pages only (it wakes a person); Slack takes all; email pages and tickets."""
+    config = yaml.safe_load(am_render.render(tmp_path, ALL_CONFIGURED).read_text())
+    receivers = {r["name"]: set(r) - {"name"} for r in config["receivers"]}
+    assert receivers["page"] == {"webhook_configs", "pagerduty_configs", "slack_configs",
+                                 "email_configs"}
+    assert receivers["ticket"] == {"webhook_configs", "slack_configs", "email_configs"}
+    assert receivers["info"] == {"webhook_configs", "slack_configs"}
 
 
 @needs_amtool
 @pytest.mark.parametrize("labels, receiver", [
     (["severity=page", "service=vigil-api", "alertname=ApiHighErrorRatio"], "page"),
     (["severity=ticket", "service=host", "alertname=NodeHighCpu"], "ticket"),
-    (["severity=info", "service=vigil-api", "alertname=ApiFaultSwitchActive"], "local"),
+    (["severity=info", "service=vigil-api", "alertname=ApiFaultSwitchActive"], "info"),
     (["severity=info", "service=monitoring", "alertname=Watchdog"], "heartbeat"),
     (["service=unknown", "alertname=SomethingNew"], "local"),
 ])

@@ -135,7 +135,8 @@ def test_error_spikes_link_to_their_log_lines():
 def test_provisioning_points_grafana_at_the_dashboards_and_fixed_datasource_uids():
     sources = yaml.safe_load((rf.DASHBOARDS / "provisioning/datasources/vigil.yml").read_text())
     assert {d["uid"]: d["type"] for d in sources["datasources"]} == {
-        "prometheus": "prometheus", "loki": "loki", "alertmanager": "alertmanager"}
+        "prometheus": "prometheus", "prometheus-longterm": "prometheus", "loki": "loki",
+        "alertmanager": "alertmanager"}
     providers = yaml.safe_load((rf.DASHBOARDS / "provisioning/dashboards/vigil.yml").read_text())
     provider = providers["providers"][0]
     assert provider["type"] == "file" and provider["allowUiUpdates"] is False

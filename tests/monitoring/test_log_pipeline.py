@@ -74,7 +74,10 @@ def test_alloy_keeps_labels_to_the_fixed_set():
         set_labels |= set(re.findall(r"(\w+)\s*=", block)) - {"values"}
     set_labels |= set(re.findall(r'"?(\w+)"?\s*=\s*"[^"]*",?\s*(?=[\w"]|\})',
                                  re.search(r"path_targets = \[\{(.*)\}\]", ALLOY).group(1)))
-    assert set_labels - {"__path__"} <= ALLOWED_LABELS, set_labels
+    # Fields stage.pack folds into the JSON line leave the stream labels in the same stage.
+    packed = {label for block in re.findall(r"stage\.pack\s*\{\s*labels\s*=\s*\[([^\]]*)\]", ALLOY)
+              for label in re.findall(r'"(\w+)"', block)}
+    assert set_labels - {"__path__"} - packed <= ALLOWED_LABELS, set_labels
     keeps = re.findall(r"stage\.label_keep\s*\{\s*values\s*=\s*\[([^\]]*)\]", ALLOY)
     assert len(keeps) == ALLOY.count("loki.process ")
     for keep in keeps:
@@ -122,3 +125,17 @@ def test_the_dashboard_log_query_is_sane():
 @pytest.mark.parametrize("bad", ['{app="x"} |= "y"', '{service="x" | json', "rate(x[5m])"])
 def test_logql_check_catches_mistakes(bad):
     assert logql_problems(bad)
+
+
+def test_alloy_ships_nginx_access_and_error_logs_as_json():
+    """The front door's logs: JSON access lines (with the API's request_id), error lines parsed
+    and packed into JSON, from the files the nginx role writes."""
+    nginx_role = (rf.ROOT / "appliance" / "roles" / "nginx" / "defaults" / "main.yml").read_text()
+    for path in re.findall(r"^nginx_(?:access|error)_log: (\S+)$", nginx_role, flags=re.M):
+        assert f'"__path__" = "{path}"' in ALLOY, path
+    block = ALLOY[ALLOY.index('loki.process "nginx"'):]
+    assert 'selector = "{stream=\\"access\\"}"' in block and "stage.json" in block
+    assert "stage.regex" in block and "stage.pack" in block
+    site = (rf.ROOT / "appliance" / "roles" / "nginx" / "templates" / "vigil.conf.j2").read_text()
+    assert '"request_id":"$vigil_request_id"' in site
+    assert "proxy_set_header X-Request-ID $vigil_request_id;" in site

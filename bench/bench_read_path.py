@@ -1,0 +1,159 @@
+"""Benchmark: Vigil's authenticated reads beside bare Flask and bare Flask plus one SELECT.
+
+Starts a private PostgreSQL, the real API (4 sync workers, telemetry on, as deployed) and
+bench/bare_app.py (4 sync workers, nothing but Flask and psycopg2) side by side, and loads
+each endpoint with wrk on loopback in rounds whose order rotates, so noise on a shared
+machine falls on every variant alike. Prints each round, then medians with their spread
+and the paired ratios to the one-row baseline. The goal (issue 15): Vigil's
+``GET /api/v1/content/{id}`` and the list each at least half of bare Flask + one SELECT.
+
+    .venv/bin/python bench/bench_read_path.py [--seconds 5] [--rounds 6]
+"""
+import argparse
+import contextlib
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psutil
+import psycopg2
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.conftest import PostgresCluster  # noqa: E402
+from tests.servers import run_api  # noqa: E402
+
+WORKERS = 4
+CONNECTIONS = 16
+THREADS = 2
+LIST_SIZE = 20
+BASELINE = "flask+SELECT"
+
+
+def _cpu_seconds(pids):
+    """CPU seconds used so far by these processes and their children (gunicorn, PostgreSQL)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+    return total
+
+
+def _wrk(url, headers, seconds):
+    cmd = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s"]
+    for name, value in headers.items():
+        cmd += ["-H", f"{name}: {value}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True,
+                         timeout=seconds + 60).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    if not match or not count or "Non-2xx" in out:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    return float(match.group(1)), int(count.group(1))
+
+
+def _run(target, pids, seconds):
+    """(requests/s, server CPU microseconds per request) of one wrk run."""
+    before = _cpu_seconds(pids)
+    rps, count = _wrk(*target, seconds)
+    return rps, (_cpu_seconds(pids) - before) / count * 1e6
+
+
+def _prepare(vigil, bare):
+    """A user, a token and LIST_SIZE published items; returns {variant: (url, headers)}."""
+    s = requests.Session()
+    creds = {"email": "bench@example.com", "password": "bench-password-123456"}
+    s.post(f"{vigil.url}/api/v1/auth/register", json=creds, timeout=30).raise_for_status()
+    login = s.post(f"{vigil.url}/api/v1/auth/login", json=creds, timeout=30)
+    auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    for i in range(LIST_SIZE + 5):
+        item = s.post(f"{vigil.url}/api/v1/content", headers=auth, timeout=30,
+                      json={"title": f"bench {i}", "body": "x" * 200, "is_published": True})
+        item.raise_for_status()
+    item_id = item.json()["id"]
+    return {
+        "flask": (f"{bare.url}/bare/ping", {}),
+        BASELINE: (f"{bare.url}/bare/content/{item_id}", {}),
+        "vigil read": (f"{vigil.url}/api/v1/content/{item_id}", auth),
+        f"vigil list of {LIST_SIZE}": (f"{vigil.url}/api/v1/content?limit={LIST_SIZE}", auth),
+    }
+
+
+def _postmaster_pid(cluster):
+    with open(Path(cluster.data) / "postmaster.pid") as f:
+        return int(f.readline())
+
+
+@contextlib.contextmanager
+def _servers(tmp):
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        admin = psycopg2.connect(cluster.url)
+        admin.autocommit = True
+        admin.cursor().execute("CREATE DATABASE vigil")
+        admin.close()
+        env = {"VIGIL_DATABASE_URL": cluster.url.rsplit("/", 1)[0] + "/vigil",
+               "VIGIL_MAX_REQUESTS": "0", "VIGIL_ARGON2_TIME_COST": "1",
+               "VIGIL_ARGON2_MEMORY_KIB": "8192", "VIGIL_ARGON2_PARALLELISM": "1"}
+        with run_api(Path(tmp) / "vigil", workers=WORKERS, env=env) as vigil, \
+                run_api(Path(tmp) / "bare", workers=WORKERS, migrate=False,
+                        env={**env, "VIGIL_TELEMETRY": "off"}, app="bench.bare_app:app") as bare:
+            yield vigil, bare, _postmaster_pid(cluster)
+    finally:
+        cluster.destroy()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
+    parser.add_argument("--rounds", type=int, default=6, help="runs per variant")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    print(f"gunicorn: {WORKERS} sync workers each, wrk -t{THREADS} -c{CONNECTIONS}, "
+          f"{args.rounds} rounds of {args.seconds}s per variant, PostgreSQL on the same host")
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp, _servers(tmp) as servers:
+        vigil, bare, postgres = servers
+        targets = _prepare(vigil, bare)
+        # Server CPU: the variant's gunicorn plus PostgreSQL (one-row reads cost both).
+        pids = {name: [(vigil if url.startswith(vigil.url) else bare).pid, postgres]
+                for name, (url, _) in targets.items()}
+        names = list(targets)
+        for url, headers in targets.values():
+            _wrk(url, headers, 2)  # warm-up: pools, caches, imports
+        rates = {name: [] for name in names}
+        cpu = {name: [] for name in names}
+        for round_no in range(args.rounds):
+            order = names[round_no % len(names):] + names[:round_no % len(names)]
+            for name in order:
+                rps, cpu_us = _run(targets[name], pids[name], args.seconds)
+                rates[name].append(rps)
+                cpu[name].append(cpu_us)
+            print(f"  round {round_no + 1}: " + "  ".join(
+                f"{name} {rates[name][-1]:.0f}/s {cpu[name][-1]:.0f}us" for name in names),
+                flush=True)
+    print(f"{'variant':<20} {'req/s median':>12} {'(min-max)':>13}  {'paired ratio':>12} "
+          f"{'(min-max)':>11}  {'CPU us/req':>10}  {'CPU ratio':>9}")
+    base_cpu = statistics.median(cpu[BASELINE])
+    for name in names:
+        ratios = [a / b for a, b in zip(rates[name], rates[BASELINE], strict=True)]
+        cpu_us = statistics.median(cpu[name])
+        print(f"{name:<20} {statistics.median(rates[name]):12.0f} "
+              f"({min(rates[name]):5.0f}-{max(rates[name]):5.0f})  "
+              f"{statistics.median(ratios):12.2f} ({min(ratios):.2f}-{max(ratios):.2f})  "
+              f"{cpu_us:10.0f}  {base_cpu / cpu_us:9.2f}", flush=True)
+    print(f"goal: vigil read and list >= 0.50 of {BASELINE} (paired req/s ratio; the CPU "
+          "ratio is the same comparison in server CPU per request, steadier on a busy host)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""`vagrant` as a reviewer uses it, on the machine conftest.py brought up: the post-up message and
+its URLs, `vagrant provision` again, a provision that fails, and `vagrant destroy -f` leaving
+nothing on the host. Runs after test_proof.py (file order); the destroy test comes last."""
+import re
+
+import pytest
+from appliance_env import MACHINE, MACHINE_IP, PROOF_TIMINGS, host_state
+from appliance_env import ok as _ok
+from appliance_env import recap as _recap
+
+pytestmark = [pytest.mark.appliance, pytest.mark.slow]
+
+
+def _post_up_message(output):
+    """The Vagrantfile's own message, without Vagrant's `==> vigil: ` prefixes."""
+    start = output.index("from the creator of the Vagrantfile")
+    lines = output[start:].splitlines()[1:]
+    return "\n".join(re.sub(r"^==> \S+: ?", "", line) for line in lines)
+
+
+def test_post_up_message_lists_the_urls_that_work_with_lxc(appliance):
+    message = _post_up_message(appliance.site_run.stdout)
+    assert "Vigil appliance (single, lxc) is provisioned" in message
+    urls = re.findall(r"https?://\S+", message)
+    # lxc forwards no ports: every URL is the machine's own address on the project's bridge.
+    assert sorted(urls) == sorted([
+        f"https://{MACHINE_IP}/api/v1/docs", f"https://{MACHINE_IP}/health/ready",
+        f"http://{MACHINE_IP}:9090/", f"http://{MACHINE_IP}:9093/"]), message
+    for url in urls:
+        r = appliance.http.get(url, timeout=15)
+        assert r.status_code == 200, (url, r.status_code, r.text[:300])
+    # VIGIL_LOGS=0 in CI: the message says Grafana was left out instead of printing a dead link.
+    assert "VIGIL_LOGS=0" in message and ":3000" not in message
+    # No receiver configured: the message says pages reach only the local file, as site.yml does.
+    assert "pages and tickets reach ONLY the local file" in message
+    assert f"https://{MACHINE_IP}/alerts/" in message
+
+
+def test_vagrant_provision_again_changes_nothing(appliance):
+    cp = appliance.vagrant("provision", MACHINE)
+    PROOF_TIMINGS["vagrant provision (nothing to change)"] = _seconds(appliance)
+    assert cp.returncode == 0, _ok(cp)
+    changed = [line for line in cp.stdout.splitlines() if line.startswith("changed:")]
+    assert _recap(cp.stdout)[MACHINE]["changed"] == 0, "\n".join(changed) + _ok(cp)
+
+
+def test_a_failed_provision_names_the_play_and_leaves_the_machine_up(appliance):
+    # A value the api role's argument spec refuses: the run stops in the API play.
+    cp = appliance.vagrant("provision", MACHINE, "--provision-with", "site",
+                           env={"VIGIL_ANSIBLE_ARGS": "--tags api -e api_workers=many"})
+    assert cp.returncode != 0, _ok(cp)
+    output = cp.stdout + cp.stderr
+    failed = re.search(r"PROVISIONING FAILED in play 'API', task '.+' on vigil \(failed\)", output)
+    assert failed, output[-3000:]
+    status = appliance.vagrant("status", MACHINE, "--machine-readable").stdout
+    assert f"{MACHINE},state,running" in status
+    assert appliance.run("systemctl", "is-active", "vigil-api").stdout.strip() == "active"
+    assert appliance.http.get(f"{appliance.https}/health/ready", timeout=10).status_code == 200
+
+
+def test_vagrant_destroy_leaves_nothing_behind(appliance, host_before):
+    cp = appliance.vagrant("destroy", "-f")
+    assert cp.returncode == 0, _ok(cp)
+    after = host_state()
+    assert after["containers"] <= host_before["containers"], after["containers"]
+    new_links = {link for link in after["links"] - host_before["links"]
+                 if link.startswith(("veth", "vigilbr", "lxcbr"))}
+    assert not new_links, new_links
+    assert after["firewall"] <= host_before["firewall"], after["firewall"] - host_before["firewall"]
+    assert not list((appliance.project / ".vagrant" / "machines").glob("*/lxc/id"))
+
+
+def _seconds(appliance):
+    """Seconds the last vagrant command took, from the log the fixture appends to."""
+    found = re.findall(r"# exit \d+, (\d+) s", appliance.log.read_text())
+    return float(found[-1]) if found else 0.0
