@@ -35,7 +35,8 @@ def test_every_installed_package_is_pinned_at_its_installed_version():
     installed = {canonicalize_name(d.metadata["Name"]): d.version
                  for d in importlib.metadata.distributions()}
     unpinned = sorted(set(installed) - set(pins) - NOT_PINNED)
-    assert not unpinned, f"installed but not in constraints.txt (run make constraints): {unpinned}"
+    assert not unpinned, (f"installed but not in constraints.txt: {unpinned} (a new dependency: "
+                          "make constraints; a virtualenv left from older pins: rebuild it)")
     wrong = {name: (version, pins[name]) for name, version in installed.items()
              if name in pins and pins[name] != version}
     assert not wrong, f"installed version differs from the pin (make setup again): {wrong}"
