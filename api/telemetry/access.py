@@ -9,6 +9,7 @@ line goes through the access logger's handlers as an ordinary LogRecord, so any 
 (a rotating file, syslog) works as it would without batching.
 """
 import logging
+import os
 import threading
 import time
 
@@ -38,18 +39,35 @@ def _status_code(status):
     return int(str(status).split(None, 1)[0])
 
 
-def access_record(created, method, path, status, microseconds, request_id, trace_id, route,
-                  user_id, remote_addr, user_agent):
+def access_fields(method, path, status, microseconds, request_id, trace_id, route, user_id,
+                  remote_addr, user_agent):
+    """The members an access line carries after the fixed ones, in order."""
+    return {"request_id": request_id, "trace_id": trace_id, "method": method, "route": route,
+            "path": path, "status": status, "duration_ms": microseconds / 1000,
+            "user_id": user_id, "remote_addr": remote_addr, "user_agent": user_agent}
+
+
+def access_message(method, path, status):
+    return f"{method or '-'} {path or '-'} {status}"
+
+
+def access_record(created, method, path, status, *rest):
     """The LogRecord of one access line (its fields become the line's JSON members)."""
     return logging.makeLogRecord({
         "name": ACCESS_LOGGER, "levelno": logging.INFO, "levelname": "INFO",
-        "msg": f"{method or '-'} {path or '-'} {status}",
+        "msg": access_message(method, path, status),
         # The request's end, not the moment its batch is written.
         "created": created, "msecs": (created - int(created)) * 1000,
-        "request_id": request_id, "trace_id": trace_id, "method": method, "route": route,
-        "path": path, "status": status, "duration_ms": microseconds / 1000,
-        "user_id": user_id, "remote_addr": remote_addr, "user_agent": user_agent,
+        **access_fields(method, path, status, *rest),
     })
+
+
+def _record(entry):
+    try:
+        return access_record(*entry)
+    except Exception:  # one bad entry must not cost the batch its other lines
+        logging.getLogger(__name__).exception("access log line dropped: %r", entry[1:4])
+        return None
 
 
 class AccessLogQueue:
@@ -87,40 +105,40 @@ class AccessLogQueue:
             with self.queue_lock:
                 batch, self.entries = self.entries, []
             if batch and self.logger.isEnabledFor(logging.INFO):
-                records = list(filter(None, map(self._record, batch)))
                 for handler in self.logger.handlers:
-                    self._write(handler, records)
+                    self._write(handler, batch)
 
     @staticmethod
-    def _record(entry):
-        try:
-            return access_record(*entry)
-        except Exception:  # one bad entry must not cost the batch its other lines
-            logging.getLogger(__name__).exception("access log line dropped: %r", entry[1:4])
-            return None
-
-    @staticmethod
-    def _write(handler, records):
-        """Hand ``records`` to ``handler``: as one write when it is a plain stream or file
-        handler (all its emit does is write and flush), else record by record, so handlers
-        that act on each record (rotating, watched files, syslog) behave as designed."""
+    def _write(handler, batch):
+        """Hand the batch to ``handler``. A plain stream or file handler (its emit is format,
+        write, flush) with Vigil's formatter gets the lines in one write, made by the
+        formatter's ``format_fields``; any other handler (rotating, watched, syslog) gets a
+        LogRecord per line through ``handle``, as without batching."""
+        formatter = handler.formatter
         if (type(handler) not in PLAIN_HANDLERS or handler.stream is None or handler.filters
-                or handler.level > logging.INFO):
-            for record in records:
-                handler.handle(record)
+                or handler.level > logging.INFO or not isinstance(formatter, JsonFormatter)):
+            for entry in batch:
+                record = _record(entry)
+                if record is not None:
+                    handler.handle(record)
             return
-        try:
-            text = "".join([handler.format(r) + handler.terminator for r in records])
-        except Exception:
-            for record in records:  # find the record that cannot be formatted, write the rest
-                handler.handle(record)
-            return
+        pid = os.getpid()
+        lines = []
+        for entry in batch:
+            try:
+                created, method, path, status = entry[:4]
+                lines.append(formatter.format_fields(
+                    created, "info", ACCESS_LOGGER, access_message(method, path, status), pid,
+                    access_fields(*entry[1:])) + handler.terminator)
+            except Exception:  # one bad entry must not cost the batch its other lines
+                logging.getLogger(__name__).exception("access log line dropped: %r",
+                                                      entry[1:4])
         handler.acquire()
         try:
-            handler.stream.write(text)
+            handler.stream.write("".join(lines))
             handler.flush()
         except Exception:
-            handler.handleError(records[0])
+            handler.handleError(logging.makeLogRecord({"msg": "access log batch"}))
         finally:
             handler.release()
 
@@ -156,6 +174,10 @@ class GunicornLogger(glogging.Logger):
         """Install gunicorn's handlers as usual, then make them write JSON."""
         super().setup(cfg)
         settings = server_settings()
+        # logging's documented optimisation: record fields Vigil's lines never show are not
+        # collected (gunicorn processes only; the pid still is).
+        logging.logThreads = logging.logMultiprocessing = False
+        logging.logAsyncioTasks = False
         formatter = JsonFormatter(settings.env)
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:

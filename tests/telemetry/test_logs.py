@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from api import create_app
 from api.config import ConfigError
-from api.telemetry.access import AccessLogQueue, GunicornLogger, access_record
+from api.telemetry.access import AccessLogQueue, GunicornLogger, access_fields, access_record
 from api.telemetry.context import ENVIRON_KEY, RequestFacts
 from api.telemetry.logs import JsonFormatter
 
@@ -197,16 +197,22 @@ def test_bad_access_log_settings_stop_gunicorn_with_a_clear_message(monkeypatch,
 _text = st.text(st.characters(codec="utf-8"), max_size=40)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(method=_text, path=_text, status=st.integers(100, 599),
        microseconds=st.integers(0, 10**10), request_id=st.none() | _text,
-       user_agent=st.none() | _text, created=st.floats(0, 4e9))
-def test_any_request_data_makes_one_json_line(method, path, status, microseconds, request_id,
-                                              user_agent, created):
-    record = access_record(created, method, path, status, microseconds, request_id, "t",
-                           "/a/<id>", None, "10.0.0.1", user_agent)
-    text = JsonFormatter(env="x").format(record)
-    assert "\n" not in text and "\r" not in text.replace("\\r", "")
+       user_agent=st.none() | _text, created=st.floats(0, 4e9), env=_text)
+def test_batched_lines_are_exactly_what_the_formatter_writes_for_the_record(
+        method, path, status, microseconds, request_id, user_agent, created, env):
+    """The batch path (format_fields) and python-json-logger's format of the same LogRecord
+    give the same bytes, for any request data: one JSON line carrying the values."""
+    formatter = JsonFormatter(env=env)
+    args = (created, method, path, status, microseconds, request_id, "t", "/a/<id>", None,
+            "10.0.0.1", user_agent)
+    record = access_record(*args)
+    text = formatter.format(record)
+    assert formatter.format_fields(created, "info", "gunicorn.access", record.getMessage(),
+                                   record.process, access_fields(*args[1:])) == text
+    assert "\n" not in text and "\r" not in text
     line = json.loads(text)
     assert (line["method"], line["path"], line["status"], line["request_id"],
             line["user_agent"], line["duration_ms"]) == (
