@@ -18,8 +18,11 @@ from api.errors import problem
 
 #: Key of the request's RequestFacts in the WSGI environ.
 ENVIRON_KEY = "vigil.request"
-#: Methods the API knows; anything else is answered 501 before the app (RFC 9110 9.1).
-KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+#: The methods HTTP defines (RFC 9110 9.3, PATCH from RFC 5789, QUERY from the httpbis
+#: draft). Any other is answered 501 before the app (RFC 9110 9.1); a known method a route
+#: does not allow is Flask's 405, with Allow.
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+                           "TRACE", "CONNECT", "QUERY"))
 
 #: A client's X-Request-ID is kept only when it is a short token of safe characters, so
 #: nobody can inject log lines, JSON or unbounded data through it.
