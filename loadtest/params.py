@@ -114,6 +114,40 @@ def add_arguments(parser) -> None:
         help="seconds each simulated user waits between tasks, MIN:MAX",
     )
     group.add_argument(
+        "--accounts",
+        choices=("prepared", "register"),
+        env_var="VIGIL_LOAD_ACCOUNTS",
+        default="prepared",
+        help="prepared: register one account per peak user at --accounts-rate before the "
+        "measured phase (default); register: every user registers when it starts",
+    )
+    group.add_argument(
+        "--accounts-rate",
+        env_var="VIGIL_LOAD_ACCOUNTS_RATE",
+        default="2",
+        help="accounts registered per second while preparing (default 2, under nginx's "
+        "per-address auth rate)",
+    )
+    group.add_argument(
+        "--accounts-file",
+        env_var="VIGIL_LOAD_ACCOUNTS_FILE",
+        default=None,
+        help="use the accounts in this file (email,password per line) instead of preparing",
+    )
+    group.add_argument(
+        "--backoff-retries",
+        env_var="VIGIL_LOAD_BACKOFF_RETRIES",
+        default="10",
+        help="times a request answered 429/503 with Retry-After is retried (default 10)",
+    )
+    group.add_argument(
+        "--backoff-max-wait",
+        env_var="VIGIL_LOAD_BACKOFF_MAX_WAIT",
+        default="10s",
+        help="seconds one request may spend waiting out back-pressure in all; an answer "
+        "beyond that counts as a failure (default 10s)",
+    )
+    group.add_argument(
         "--allowed-hosts",
         env_var="VIGIL_LOAD_ALLOWED_HOSTS",
         default="",
@@ -166,3 +200,41 @@ def think_time(text: str) -> tuple[float, float]:
             f"--think-time / VIGIL_LOAD_THINK_TIME: need 0 <= MIN <= MAX, got {text!r}"
         )
     return bounds
+
+
+def backoff_policy(options):
+    """The back-pressure budget from ``--backoff-retries`` and ``--backoff-max-wait``."""
+    from .backpressure import BackoffPolicy
+
+    retries = getattr(options, "backoff_retries", None) or "10"
+    max_wait = getattr(options, "backoff_max_wait", None) or "10s"
+    try:
+        count = int(retries)
+    except ValueError:
+        raise ValueError(
+            f"--backoff-retries / VIGIL_LOAD_BACKOFF_RETRIES: not a whole number: {retries!r}"
+        ) from None
+    if count < 0:
+        raise ValueError(
+            f"--backoff-retries / VIGIL_LOAD_BACKOFF_RETRIES cannot be negative: {count}"
+        )
+    try:
+        seconds = parse_duration(max_wait)
+    except ValueError as exc:
+        raise ValueError(f"--backoff-max-wait / VIGIL_LOAD_BACKOFF_MAX_WAIT: {exc}") from None
+    return BackoffPolicy(count, seconds)
+
+
+def accounts_rate(options) -> float:
+    """Accounts registered per second while preparing (``--accounts-rate``)."""
+    text = getattr(options, "accounts_rate", None) or "2"
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate < float("inf"):
+        raise ValueError(
+            f"--accounts-rate / VIGIL_LOAD_ACCOUNTS_RATE: expected accounts per second > 0, "
+            f"got {text!r}"
+        )
+    return rate

@@ -5,6 +5,10 @@ A scenario maps selectors to lists of expressions such as ``p(95) < 300`` (milli
 (one Locust stats row, named by route template), ``step`` (stress: what each step must meet),
 ``recovered`` (spike: what a window after the spike must meet to count as recovered) and
 ``run`` (run-level figures: ``held_users``, ``recovery_s``).
+
+Back-pressure answers (429/503 with Retry-After, waited out and retried) are not requests in
+Locust's statistics; ``backpressure`` counts them and ``backpressure_ratio`` is their share of
+all answers (back-pressure / (requests + back-pressure)), for every selector but ``run``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,18 @@ from pathlib import Path
 import yaml
 
 DEFAULT_FILE = Path(__file__).with_name("thresholds.yml")
-REQUEST_METRICS = ("avg", "med", "min", "max", "error_ratio", "rps", "requests", "failures")
+REQUEST_METRICS = (
+    "avg",
+    "med",
+    "min",
+    "max",
+    "error_ratio",
+    "rps",
+    "requests",
+    "failures",
+    "backpressure",
+    "backpressure_ratio",
+)
 RUN_METRICS = ("held_users", "recovery_s")
 WINDOW_SELECTORS = ("step", "recovered")
 _EXPR = re.compile(
@@ -43,9 +58,16 @@ class Threshold:
     value: float
     pct: float | None = None
 
-    def measure(self, stats) -> float | None:
-        """Read this threshold's metric from a StatsEntry-like object (None: nothing measured)."""
-        if stats is None or stats.num_requests == 0:
+    def measure(self, stats, backpressure: int = 0) -> float | None:
+        """Read this threshold's metric from a StatsEntry-like object and the back-pressure
+        answers counted beside it (None: nothing measured)."""
+        requests = stats.num_requests if stats is not None else 0
+        if self.metric == "backpressure":
+            return float(backpressure)
+        if self.metric == "backpressure_ratio":
+            answers = requests + backpressure
+            return backpressure / answers if answers else None
+        if requests == 0:
             return 0.0 if self.metric in ("requests", "failures") else None
         return {
             "p": lambda: float(stats.get_response_time_percentile(self.pct / 100)),
@@ -130,18 +152,21 @@ def load(path: str | Path | None, scenario: str) -> list[Threshold]:
     return thresholds
 
 
-def judge_requests(thresholds: list[Threshold], stats) -> list[Result]:
-    """Judge ``all`` and per-route thresholds against a Locust RequestStats."""
+def judge_requests(thresholds: list[Threshold], stats, tally=None) -> list[Result]:
+    """Judge ``all`` and per-route thresholds against a Locust RequestStats and the run's
+    back-pressure tally."""
     results = []
     for t in thresholds:
         if t.selector in ("run", *WINDOW_SELECTORS):
             continue
         if t.selector == "all":
             entry = stats.total
+            backpressure = tally.answers if tally else 0
         else:
             method, name = t.selector.split(" ", 1)
             entry = stats.entries.get((name, method))
-        measured = t.measure(entry)
+            backpressure = tally.for_route(method, name) if tally else 0
+        measured = t.measure(entry, backpressure)
         note = "no requests on this route" if measured is None else ""
         results.append(Result(t.selector, t.expression, measured, t.holds(measured), note))
     return results
@@ -152,7 +177,7 @@ def judge_window(thresholds: list[Threshold], selector: str, window) -> list[Res
     results = []
     for t in thresholds:
         if t.selector == selector:
-            measured = t.measure(window)
+            measured = t.measure(window, window.num_backpressure)
             results.append(
                 Result(
                     selector,
@@ -180,7 +205,7 @@ def judge_run(thresholds: list[Threshold], figures: dict, notes: dict) -> list[R
     ]
 
 
-def _fmt(value: float | None) -> str:
+def fmt(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.4f}" if abs(value) < 1 and value != 0 else f"{value:.1f}"
@@ -196,14 +221,14 @@ def table(scenario: str, results: list[Result]) -> str:
     for r in results:
         lines.append(
             f"  {'PASS' if r.passed else 'FAIL':6}  {r.selector:{width}}  "
-            f"{r.expression:24}  {_fmt(r.measured)}{'  (' + r.note + ')' if r.note else ''}"
+            f"{r.expression:24}  {fmt(r.measured)}{'  (' + r.note + ')' if r.note else ''}"
         )
     failed = [r for r in results if not r.passed]
     lines.append(
         f"Thresholds: {len(results) - len(failed)} passed, {len(failed)} failed"
         + (
             "".join(
-                f"\nTHRESHOLD FAILED: {r.selector} {r.expression} (measured {_fmt(r.measured)})"
+                f"\nTHRESHOLD FAILED: {r.selector} {r.expression} (measured {fmt(r.measured)})"
                 for r in failed
             )
         )

@@ -34,6 +34,7 @@ class Sample:
     failures: int
     histogram: Counter = field(default_factory=Counter)
     total_ms: float = 0.0
+    backpressure: int = 0  # back-pressure answers (loadtest.backpressure), not in requests
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Window:
     histogram: Counter
     total_ms: float
     users: int
+    num_backpressure: int = 0
 
     def get_response_time_percentile(self, fraction: float) -> float:
         return percentile(self.histogram, self.num_requests, fraction)
@@ -85,6 +87,7 @@ class Window:
             "error_ratio": round(self.num_failures / self.num_requests, 4)
             if self.num_requests
             else None,
+            "backpressure": self.num_backpressure,
         }
 
 
@@ -94,15 +97,18 @@ class Timeline:
 
     def __init__(self) -> None:
         self.samples: list[Sample] = []
-        self._last = (0, 0, Counter(), 0.0)
+        self._last = (0, 0, Counter(), 0.0, 0)
 
-    def sample(self, t: float, users: int, entry) -> None:
-        requests, failures, histogram, total_ms = self._last
+    def sample(self, t: float, users: int, entry, backpressure: int = 0) -> None:
+        """Record what changed since the last sample; ``backpressure`` is the run's running
+        count of back-pressure answers."""
+        requests, failures, histogram, total_ms, pushed_back = self._last
         now = (
             entry.num_requests,
             entry.num_failures,
             Counter(entry.response_times),
             float(entry.total_response_time),
+            backpressure,
         )
         delta = now[2].copy()
         delta.subtract(histogram)
@@ -114,6 +120,7 @@ class Timeline:
                 now[1] - failures,
                 Counter({k: v for k, v in delta.items() if v > 0}),
                 now[3] - total_ms,
+                now[4] - pushed_back,
             )
         )
         self._last = now
@@ -132,6 +139,7 @@ class Timeline:
             histogram,
             sum(s.total_ms for s in chosen),
             max((s.users for s in chosen), default=0),
+            sum(s.backpressure for s in chosen),
         )
 
 

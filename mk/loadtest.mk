@@ -5,6 +5,7 @@
 #   make load SCENARIO=stress PROCESSES=2                            one master + 2 local workers
 #   make load SCENARIO=soak WORKERS=2   +   make load-worker MASTER=<master ip>   on other machines
 # Non-loopback hosts are refused unless named in ALLOWED_HOSTS (the appliance under test).
+# Accounts are registered at ACCOUNTS_RATE before the measured phase unless ACCOUNTS=register.
 .PHONY: load load-worker test-loadtest check-loadtest
 
 SCENARIO ?= smoke
@@ -22,19 +23,23 @@ _LOAD_VARS := USERS:VIGIL_LOAD_USERS DURATION:VIGIL_LOAD_DURATION RAMP:VIGIL_LOA
   MAX_STEPS:VIGIL_LOAD_STRESS_MAX_STEPS SPIKE_MULTIPLIER:VIGIL_LOAD_SPIKE_MULTIPLIER \
   SPIKE_DURATION:VIGIL_LOAD_SPIKE_DURATION SPIKE_RECOVERY:VIGIL_LOAD_SPIKE_RECOVERY \
   THINK_TIME:VIGIL_LOAD_THINK_TIME THRESHOLDS:VIGIL_LOAD_THRESHOLDS \
-  ALLOWED_HOSTS:VIGIL_LOAD_ALLOWED_HOSTS
+  ALLOWED_HOSTS:VIGIL_LOAD_ALLOWED_HOSTS ACCOUNTS:VIGIL_LOAD_ACCOUNTS \
+  ACCOUNTS_RATE:VIGIL_LOAD_ACCOUNTS_RATE ACCOUNTS_FILE:VIGIL_LOAD_ACCOUNTS_FILE \
+  BACKOFF_RETRIES:VIGIL_LOAD_BACKOFF_RETRIES BACKOFF_MAX_WAIT:VIGIL_LOAD_BACKOFF_MAX_WAIT
 _LOAD_ENV := $(strip $(foreach pair,$(_LOAD_VARS),$(if $($(word 1,$(subst :, ,$(pair)))),\
   $(word 2,$(subst :, ,$(pair)))='$($(word 1,$(subst :, ,$(pair))))')))
 
-_LOAD_MODE := $(if $(WEB),--web-host 127.0.0.1 --web-port $(WEB_PORT),--headless)
+# Headless runs keep the console to progress lines, warnings and the verdict; Locust's INFO
+# lines go to locust.log in the report directory.
+_LOAD_MODE := $(if $(WEB),--web-host 127.0.0.1 --web-port $(WEB_PORT),--headless --only-summary)
 _LOAD_DIST := $(if $(PROCESSES),--processes $(PROCESSES)) \
   $(if $(WORKERS),--master --expect-workers $(WORKERS) --master-bind-port $(MASTER_PORT))
 
 load: setup ## run a load scenario: SCENARIO=smoke|load|stress|spike|soak HOST=http://... (see README)
 	$(_LOAD_ENV) $(BIN)/locust -f loadtest/locustfile.py --scenario $(SCENARIO) --host $(HOST) \
 	  $(_LOAD_MODE) $(_LOAD_DIST) --report-dir $(REPORT_DIR) --html $(REPORT_DIR)/locust.html \
-	  --csv $(REPORT_DIR)/locust --prometheus-port $(PROM_PORT) --prometheus-bind $(PROM_BIND) \
-	  $(LOCUST_ARGS)
+	  --csv $(REPORT_DIR)/locust --logfile $(REPORT_DIR)/locust.log \
+	  --prometheus-port $(PROM_PORT) --prometheus-bind $(PROM_BIND) $(LOCUST_ARGS)
 
 load-worker: setup ## a Locust worker for a master elsewhere: MASTER=<ip> [PROCESSES=N]
 	@test -n "$(MASTER)" || { echo "MASTER=<address of the locust master> is required"; exit 2; }

@@ -37,6 +37,9 @@ class StagedShape(LoadTestShape):
         self.timeline = None  # a Timeline, fed by the locustfile when the shape asks for one
         self.thresholds: list = []
         self.wants_timeline = False
+        # True while the locustfile prepares accounts: Locust's local runner keeps ticking
+        # meanwhile, and the shape must not move past its first stage or judge anything.
+        self.holding = False
 
     @property
     def params(self) -> ShapeParams:
@@ -71,7 +74,7 @@ class StagedShape(LoadTestShape):
         return None if stage is None else (stage.users, stage.spawn_rate)
 
     def tick(self):
-        return self.tick_at(self.get_run_time())
+        return self.tick_at(0.0 if self.holding else self.get_run_time())
 
     def report(self) -> dict:
         """Scenario-specific figures for the JSON report."""

@@ -24,10 +24,12 @@ class StressShape(StagedShape):
     600 s     100      0.67/s
     ========  =======  ==============================================
 
-    Each step is judged when it ends, over its second half: new users spawn, register and log
-    in (argon2id, on purpose expensive) during the first quarter, and that burst is not the
-    steady state the step measures. When a step fails, the run stops at once: ``held_users`` is
-    the user count of the step before it (0 if the first step already failed).
+    Each step is judged when it ends, over its second half: new users spawn and log in
+    (argon2id, on purpose expensive) during the first quarter, and that burst is not the
+    steady state the step measures. Their accounts were prepared before the first step
+    (``--accounts prepared``), so no step measures a burst of registrations. When a step
+    fails, the run stops at once: ``held_users`` is the user count of the step before it (0 if
+    the first step already failed).
     """
 
     scenario = "stress"

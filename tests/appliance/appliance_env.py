@@ -77,9 +77,12 @@ def host_state():
     def out(*argv):
         return subprocess.run(argv, capture_output=True, text=True).stdout
     links = {line.split()[0].split("@")[0] for line in out("ip", "-br", "link").splitlines()}
-    rules = {line for line in out("iptables-save").splitlines()
-             if line and not line.startswith(("#", ":"))}
-    rules |= {f"nft {line}" for line in out("nft", "list", "tables").splitlines() if line}
+    # Only rules a Vagrant run can add: LXC's bridge and NAT, the project's bridge (other
+    # programs on a shared host may change the rest meanwhile).
+    ours = ("lxcbr0", "vigilbr0", "10.0.3.", "192.168.56.")
+    rules = {line for line in out("iptables-save").splitlines() if any(w in line for w in ours)}
+    rules |= {f"nft {line}" for line in out("nft", "list", "ruleset").splitlines()
+              if any(w in line for w in ours) or line.startswith("table") and "lxc" in line}
     return {"containers": set(out("lxc-ls", "-1").split()), "links": links, "firewall": rules}
 
 

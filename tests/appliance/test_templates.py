@@ -1,6 +1,7 @@
 """Role templates rendered for real inventories and checked by the tools that read them."""
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -112,3 +113,42 @@ def test_the_firewall_trusts_the_inventorys_hosts_not_the_vagrant_host(inventory
         assert "is undefined" in value  # the role's default, []
     else:
         assert value == expected
+
+
+@pytest.mark.parametrize(("inventory", "from_inventory"), [
+    ("cluster", ["192.168.56.24"]),  # load1, the cluster's loadgen host
+    ("vagrant", []),  # no loadgen host on the single VM
+])
+def test_nginx_auth_limit_allowlist_comes_from_the_inventory(inventory, from_inventory,
+                                                             tmp_path):
+    from tests.nginx_front import (
+        check_config,
+        for_loopback,
+        local_files,
+        render_site,
+        self_signed_certificate,
+    )
+
+    groups, hostvars = _inventory(inventory)
+    cert, key = self_signed_certificate(tmp_path)
+    local = {**local_files(tmp_path), "nginx_tls_certificate": str(cert),
+             "nginx_tls_certificate_key": str(key)}
+    site = render_site(groups, hostvars, **local,
+                       nginx_auth_limit_exempt_addresses=["192.168.56.1", "10.9.8.0/24"])
+    geo = site.split("geo $vigil_auth_limit_exempt {")[1].split("}")[0]
+    assert re.findall(r"^\s+(\S+) 1;$", geo, re.M) == [
+        *from_inventory, "192.168.56.1", "10.9.8.0/24"]
+    assert "default 0;" in geo
+    # Only the auth zone's key changed: exempt clients get the empty key, others their address.
+    assert re.search(r"^limit_req_zone \$vigil_auth_limit_key zone=vigil_auth:10m rate=\S+;$",
+                     site, re.M)
+    assert re.search(r'map \$vigil_auth_limit_exempt \$vigil_auth_limit_key \{\s+1 "";\s+'
+                     r'default \$binary_remote_addr;\s+\}', site)
+    cp = check_config(for_loopback(site, 80, 443), tmp_path / "check")
+    assert cp.returncode == 0, cp.stderr
+
+    # A host name where an address belongs is refused by nginx -t (the role's validate step).
+    bad = render_site(groups, hostvars, **local,
+                      nginx_auth_limit_exempt_addresses=["load-host.example"])
+    cp = check_config(for_loopback(bad, 80, 443), tmp_path / "bad")
+    assert cp.returncode != 0 and "load-host.example" in cp.stderr

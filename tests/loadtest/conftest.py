@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,38 @@ def _locust_command_fixture():
 def _free_port_fixture():
     """``free_port()``: a port the OS just handed out on loopback."""
     return free_port
+
+
+class _Tables(HTMLParser):
+    """Every <table> of a page as lists of cell texts, headings first."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def verdict_rows(report_html: Path) -> list[list[str]]:
+    """The verdict table of report.html: [result, selector, threshold, measured, note] rows."""
+    parser = _Tables()
+    parser.feed(report_html.read_text())
+    [table] = [
+        t for t in parser.tables if t[0] == ["result", "selector", "threshold", "measured", "note"]
+    ]
+    return table[1:]

@@ -32,6 +32,8 @@ def test_dry_run_shows_the_underlying_locust_command():
         "USERS=5",
         "SPIKE_MULTIPLIER=4",
         "DURATION=90s",
+        "ACCOUNTS_RATE=2",
+        "BACKOFF_RETRIES=5",
         "REPORT_DIR=reports/x",
     )
     assert done.returncode == 0, done.stderr
@@ -42,6 +44,9 @@ def test_dry_run_shows_the_underlying_locust_command():
         "locust -f loadtest/locustfile.py --scenario spike --host http://127.0.0.1:8000 --headless"
     ) in line
     assert "--html reports/x/locust.html --csv reports/x/locust" in line
+    assert "VIGIL_LOAD_ACCOUNTS_RATE='2'" in line and "VIGIL_LOAD_BACKOFF_RETRIES='5'" in line
+    # the console gets the verdict; Locust's periodic tables and INFO lines stay out of it
+    assert "--headless --only-summary" in line and "--logfile reports/x/locust.log" in line
     assert "--prometheus-port 9646" in line
 
 
@@ -49,7 +54,7 @@ def test_dry_run_shows_the_underlying_locust_command():
     "variables, expected, absent",
     [
         (["WEB=1"], "--web-host 127.0.0.1 --web-port 8089", "--headless"),
-        (["PROCESSES=2"], "--headless --processes 2", "--master "),
+        (["PROCESSES=2"], "--headless --only-summary --processes 2", "--master "),
         (["WORKERS=3"], "--master --expect-workers 3 --master-bind-port 5557", "--processes"),
     ],
 )
@@ -82,7 +87,7 @@ def test_make_load_with_local_processes(live_api, tmp_path):
         "load",
         "SCENARIO=smoke",
         f"HOST={live_api.url}",
-        "DURATION=5s",
+        "DURATION=10s",  # long enough for the reader to find a writer's item on a fresh database
         "PROCESSES=2",
         "PROM_PORT=0",
         "THINK_TIME=0.1:0.4",
@@ -93,3 +98,8 @@ def test_make_load_with_local_processes(live_api, tmp_path):
     verdict = json.loads((tmp_path / "thresholds.json").read_text())
     assert verdict["passed"] and verdict["workers"] == 2 and verdict["totals"]["requests"] > 0
     assert (tmp_path / "locust.html").exists() and (tmp_path / "locust_stats.csv").exists()
+    assert (tmp_path / "report.html").exists()
+    # Quiet console: no INFO lines, no periodic tables; they are in the log file.
+    assert "/INFO/" not in done.stdout + done.stderr
+    assert "/INFO/locust.main: Starting Locust" in (tmp_path / "locust.log").read_text()
+    assert done.stdout.rstrip().splitlines()[-1].startswith(f"Report: {tmp_path}/report.html")

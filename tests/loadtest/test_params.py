@@ -66,6 +66,13 @@ def test_think_time():
         (["--think-time", "2:1"], "need 0 <= MIN <= MAX"),
         (["--time-margin", "later"], "--time-margin / VIGIL_LOAD_TIME_MARGIN: not a duration"),
         (["--thresholds", "/nonexistent.yml"], "cannot read threshold file /nonexistent.yml"),
+        (["--backoff-retries", "x"], "--backoff-retries / VIGIL_LOAD_BACKOFF_RETRIES: not a whole"),
+        (["--backoff-retries", "-1"], "VIGIL_LOAD_BACKOFF_RETRIES cannot be negative"),
+        (["--backoff-max-wait", "soon"], "--backoff-max-wait / VIGIL_LOAD_BACKOFF_MAX_WAIT: not a"),
+        (["--accounts-rate", "0"], "--accounts-rate / VIGIL_LOAD_ACCOUNTS_RATE: expected"),
+        (["--accounts-rate", "nan"], "--accounts-rate / VIGIL_LOAD_ACCOUNTS_RATE: expected"),
+        (["--accounts-file", "/nonexistent.csv"], "VIGIL_LOAD_ACCOUNTS_FILE: /nonexistent.csv"),
+        (["--accounts", "maybe"], "invalid choice: 'maybe'"),
     ],
 )
 def test_locust_refuses_bad_parameters_before_starting(run_locust, args, message):

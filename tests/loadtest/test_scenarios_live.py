@@ -14,6 +14,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.loadtest.conftest import verdict_rows
+from tests.nginx_front import run_nginx
+
 pytestmark = [pytest.mark.stack, pytest.mark.postgres, pytest.mark.slow]
 FAST = ("--think-time", "0.1:0.4")  # short runs still reach every task
 
@@ -111,6 +114,11 @@ def test_smoke_passes_and_agrees_with_the_apis_own_count(
     verdict = json.loads((report / "thresholds.json").read_text())
     assert verdict["passed"] is True and verdict["scenario"] == "smoke"
     assert (report / "locust.html").stat().st_size > 0
+    # The HTML report carries the verdict: one row per threshold, as judged.
+    assert [row[:3] for row in verdict_rows(report / "report.html")] == [
+        ["PASS", t["selector"], t["expression"]] for t in verdict["thresholds"]
+    ]
+    assert 'href="locust.html"' in (report / "report.html").read_text().replace("'", '"')
     assert (report / "locust_stats.csv").read_text().count("\n") > 2
 
     # Locust and the API agree: the API may also have counted requests still in flight when
@@ -130,7 +138,11 @@ def test_smoke_passes_and_agrees_with_the_apis_own_count(
         in_flight += api_n - locust_n
     assert in_flight <= users
     assert verdict["totals"]["requests"] == sum(rows.values())
-    assert sum(after.values()) - sum(before.values()) == sum(rows.values()) + in_flight
+    # Accounts were registered before the measured phase (one per user), outside Locust's rows.
+    register = ("POST", "/api/v1/auth/register")
+    assert register not in rows
+    assert after[register] - before[register] == verdict["accounts"]["created"] == users
+    assert sum(after.values()) - sum(before.values()) == sum(rows.values()) + in_flight + users
 
 
 def test_an_impossible_threshold_fails_the_run_and_is_named(live_api, tmp_path, run_locust):
@@ -159,11 +171,39 @@ def test_an_impossible_threshold_fails_the_run_and_is_named(live_api, tmp_path, 
     assert "PASS    all" in done.stdout  # error_ratio held: only the impossible ones fail
     verdict = json.loads((tmp_path / "r" / "thresholds.json").read_text())
     assert verdict["passed"] is False
+    html_rows = verdict_rows(tmp_path / "r" / "report.html")
+    assert ["FAIL", "all", "p(95) < 0.1"] in [row[:3] for row in html_rows]
+    assert ["PASS", "all", "error_ratio < 0.5"] in [row[:3] for row in html_rows]
+    assert "FAIL</span></h1>" in (tmp_path / "r" / "report.html").read_text()
 
 
 def test_distributed_the_master_decides(live_api, tmp_path, locust_env, locust_command, free_port):
+    """A master and one worker, behind the appliance's nginx with a tight auth limit: the
+    worker gets its share of the prepared accounts and ships its back-pressure counts."""
     port = free_port()
     path = thresholds_file(tmp_path, "smoke:\n  all: ['requests > 5', 'p(95) < 0.1']\n")
+    upstream = live_api.url.removeprefix("http://")
+    with run_nginx(
+        tmp_path / "nginx", upstream=upstream, nginx_auth_rate="2r/s", nginx_auth_burst=2
+    ) as front:
+        master_out, worker_out, codes = _master_and_worker(
+            front.url, path, tmp_path, locust_env, locust_command, port
+        )
+    assert codes == (1, 0), master_out + worker_out
+    assert "THRESHOLD FAILED: all p(95) < 0.1" in master_out
+    assert "Thresholds for scenario" not in worker_out  # workers do not judge
+    verdict = json.loads((tmp_path / "r" / "thresholds.json").read_text())
+    assert verdict["workers"] == 1
+    assert verdict["totals"]["requests"] > 5  # counted by the worker, judged by the master
+    [held] = [t for t in verdict["thresholds"] if t["expression"] == "requests > 5"]
+    assert held["passed"] is True
+    assert verdict["accounts"]["created"] == 3  # prepared by the master, used by the worker
+    assert verdict["totals"]["backpressure"] > 0  # counted by the worker, reported by the master
+    assert verdict["totals"]["backpressure"] == sum(r["answers"] for r in verdict["backpressure"])
+    assert verdict["totals"]["failures"] == 0
+
+
+def _master_and_worker(host, path, tmp_path, locust_env, locust_command, port):
     master = subprocess.Popen(
         locust_command(
             "--master",
@@ -177,7 +217,7 @@ def test_distributed_the_master_decides(live_api, tmp_path, locust_env, locust_c
             "--master-bind-port",
             str(port),
             "--host",
-            live_api.url,
+            host,
             "--scenario",
             "smoke",
             "--load-duration",
@@ -206,21 +246,14 @@ def test_distributed_the_master_decides(live_api, tmp_path, locust_env, locust_c
     finally:
         master.kill()
         worker.kill()
-    assert master.returncode == 1, master_out
-    assert worker.returncode == 0, worker_out
-    assert "THRESHOLD FAILED: all p(95) < 0.1" in master_out
-    assert "Thresholds for scenario" not in worker_out  # workers do not judge
-    verdict = json.loads((tmp_path / "r" / "thresholds.json").read_text())
-    assert verdict["workers"] == 1
-    assert verdict["totals"]["requests"] > 5  # counted by the worker, judged by the master
-    [held] = [t for t in verdict["thresholds"] if t["expression"] == "requests > 5"]
-    assert held["passed"] is True
+    return master_out, worker_out, (master.returncode, worker.returncode)
 
 
 STRESS = ("--scenario", "stress", "--stress-step-users", "2", "--stress-step-duration", "4s")
 
 
 def test_stress_holds_every_step_when_the_service_copes(live_api, tmp_path, run_locust):
+    """Accounts are prepared at 1/s, longer than a step: the steps start after them."""
     path = thresholds_file(
         tmp_path,
         "stress:\n  all: ['error_ratio < 0.5']\n"
@@ -234,6 +267,8 @@ def test_stress_holds_every_step_when_the_service_copes(live_api, tmp_path, run_
         *STRESS,
         "--stress-max-steps",
         "3",
+        "--accounts-rate",
+        "1",
         *FAST,
         "--thresholds",
         path,
@@ -241,7 +276,9 @@ def test_stress_holds_every_step_when_the_service_copes(live_api, tmp_path, run_
         str(tmp_path / "r"),
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    shape = json.loads((tmp_path / "r" / "thresholds.json").read_text())["shape"]
+    verdict = json.loads((tmp_path / "r" / "thresholds.json").read_text())
+    assert verdict["accounts"]["created"] == 6 and verdict["accounts"]["seconds"] > 4
+    shape = verdict["shape"]
     assert [s["users"] for s in shape["steps"]] == [2, 4, 6]
     assert all(s["passed"] and s["requests"] > 0 for s in shape["steps"])
     assert (shape["held_users"], shape["broke_at_users"]) == (6, None)

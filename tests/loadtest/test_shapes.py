@@ -26,6 +26,7 @@ PROBE = textwrap.dedent("""
     except ValueError as exc:
         print(json.dumps({"error": str(exc)})); sys.exit()
     shape.start_time = time.perf_counter() - spec.get("clock", 0)  # tick() reads the real clock
+    shape.holding = spec.get("holding", False)
     out = {"ticks": ticks, "tick_now": shape.tick(), "planned": shape.planned_duration(),
            "stages": [[s.until, s.users, s.spawn_rate, s.label] for s in shape.stages()]}
     if spec["scenario"] == "stress":
@@ -164,3 +165,22 @@ def test_stress_can_break_on_the_first_step():
 )
 def test_impossible_parameters_are_refused(scenario, params, message):
     assert message in probe(scenario, [0], params=params)["error"]
+
+
+@pytest.mark.parametrize(
+    "scenario, first",
+    [("smoke", [3, 3.0]), ("stress", [10, 10 / 15]), ("spike", [10, 10.0])],
+)
+def test_a_holding_shape_stays_on_its_first_stage_whatever_the_clock(scenario, first):
+    """While accounts are prepared the clock runs on, but the shape neither ends, moves on,
+    nor judges a stress step."""
+    result = probe(
+        scenario,
+        [],
+        clock=10_000,
+        holding=True,
+        **({"fail_step": 1} if scenario == "stress" else {}),
+    )
+    assert result["tick_now"] == pytest.approx(first)
+    if scenario == "stress":
+        assert (result["held"], result["broke"]) == (0, None)

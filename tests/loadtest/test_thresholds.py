@@ -49,6 +49,7 @@ def test_expressions_are_read_like_k6():
         ("load: {all: ['latency is low']}\n", "cannot read 'latency is low'"),
         ("load: {all: ['held_users > 3']}\n", "unknown metric 'held_users' for 'all'"),
         ("load: {run: ['p(95) < 3']}\n", "unknown metric"),
+        ("load: {run: ['backpressure_ratio < 0.1']}\n", "unknown metric 'backpressure_ratio'"),
         ("load: {all: ['rps > 1'\n", "not valid YAML"),
         ("- just a list\n", "expected a mapping of scenario"),
     ],
@@ -108,3 +109,39 @@ def test_nothing_measured_is_a_failure_not_a_pass(tmp_path):
         {"recovery_s": "never recovered"},
     )
     assert missing.passed is False
+
+
+def test_back_pressure_is_judged_apart_from_failures():
+    from types import SimpleNamespace
+
+    from loadtest.backpressure import Tally
+
+    login = SimpleNamespace(num_requests=90, num_failures=0)
+    stats = SimpleNamespace(
+        total=SimpleNamespace(num_requests=190, num_failures=0),
+        entries={("/api/v1/auth/login", "POST"): login},
+    )
+    tally = Tally()
+    for _ in range(10):
+        tally.add("POST", "/api/v1/auth/login", 429, 1.0)
+    loaded = [
+        thresholds.parse_expression("all", "error_ratio == 0", "x"),
+        thresholds.parse_expression("all", "backpressure_ratio < 0.1", "x"),
+        thresholds.parse_expression("POST /api/v1/auth/login", "backpressure_ratio < 0.1", "x"),
+        thresholds.parse_expression("POST /api/v1/auth/login", "backpressure <= 10", "x"),
+        thresholds.parse_expression("GET /api/v1/content", "backpressure_ratio < 0.1", "x"),
+    ]
+    results = thresholds.judge_requests(loaded, stats, tally)
+    assert [(r.measured, r.passed) for r in results] == [
+        (0.0, True),  # waited-out 429s are not failures
+        (0.05, True),  # 10 of 200 answers
+        (0.1, False),  # 10 of 100 answers on the login route
+        (10.0, True),
+        (None, False),  # a route never asked: nothing measured
+    ]
+    window = _window(90, 0, {10: 90})
+    window.num_backpressure = 30
+    [result] = thresholds.judge_window(
+        [thresholds.parse_expression("step", "backpressure_ratio < 0.05", "x")], "step", window
+    )
+    assert (result.measured, result.passed) == (0.25, False)

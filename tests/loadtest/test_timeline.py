@@ -87,3 +87,16 @@ def test_empty_windows_are_not_healthy():
     for t in range(1, 20):
         timeline.sample(float(t), 0, entry)
     assert recovery_seconds(timeline, 5, 19, 6, healthy) is None
+
+
+def test_windows_count_back_pressure_beside_requests():
+    entry, timeline = Cumulative(), Timeline()
+    pushed_back = 0
+    for t in range(1, 11):
+        entry.add(10, 20)
+        pushed_back += 3 if t > 5 else 0
+        timeline.sample(float(t), 4, entry, pushed_back)
+    assert timeline.window(0, 5).num_backpressure == 0
+    late = timeline.window(5, 10)
+    assert (late.num_requests, late.num_backpressure) == (50, 15)
+    assert late.summary()["backpressure"] == 15

@@ -94,7 +94,8 @@ def test_error_fault_fires_api_high_error_ratio_end_to_end_and_resolves(tmp_path
 
     firing = drill.receiver_record(log, "ApiHighErrorRatio", "firing")
     alert = firing["alert"]
-    assert firing["notification"]["receiver"] == "page"
+    # A cause-level ticket since ADR 0062: the SLO burn is what pages.
+    assert firing["notification"]["receiver"] == "ticket"
     assert alert["labels"] == {"alertname": "ApiHighErrorRatio", "job": "vigil-api",
                                **expected["labels"]}
     # The live value: the share of 5xx in the (scaled) window when the notification was built.
