@@ -2,37 +2,44 @@
 """Run the test tiers on Python 3.13, Debian 13's Python (the appliance's), as root.
 
 Debian 12 has no Python 3.13 package and python.org's builds are out of reach here, so the
-tests run in a Debian 13 root filesystem (the appliance's cached debootstrap tarball,
-appliance/container/nspawn.py) under systemd-nspawn: no boot, one command in a container
-that shares the host's network, with this checkout bind-mounted at the same path. The root
-filesystem (plus PostgreSQL, Prometheus and Alertmanager from Debian 13) and the virtualenv
-(.venv-py313, every package pinned by constraints.txt) are built once and reused while
-their inputs are unchanged. Each run gets its own /tmp.
+tests run in a Debian 13 root filesystem of their own (debootstrap, then PostgreSQL,
+Prometheus, Alertmanager and nginx from Debian 13) under systemd-nspawn: no boot, one command
+in a container that shares the host's network, with this checkout bind-mounted at the same
+path. The root filesystem (in VIGIL_PY313_CACHE, /var/cache/vigil-appliance by default) and
+the virtualenv (.venv-py313, every package pinned by constraints.txt) are built on the first
+run and reused while their inputs are unchanged. Each run gets its own /tmp.
 
     python3 .ci/py313.py [pytest arguments]         (make test-py313)
 
 Every tier but the appliance one runs (that one needs no second Python: Ansible already
 runs on the appliance's own 3.13). Standard library only.
 """
+import contextlib
 import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("VIGIL_APPLIANCE_CACHE", "/var/cache/vigil-appliance"))
-ROOTFS = CACHE / "py313-root"
+CACHE = Path(os.environ.get("VIGIL_PY313_CACHE", "/var/cache/vigil-appliance"))
 VENV = REPO / ".venv-py313"
+SUITE = "trixie"
+MIRROR = os.environ.get("VIGIL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+#: debootstrap's part: Python with venv, and the CA bundle pip and apt need.
+BASE = "python3,python3-venv,ca-certificates"
 #: Debian 13 packages the tiers need (PostgreSQL for a private cluster when no
-#: VIGIL_TEST_POSTGRES_URL is given; promtool, amtool and the servers for monitoring).
-PACKAGES = ("postgresql", "prometheus", "prometheus-alertmanager", "git", "make")
-TIERS = ("tests/test_constraints.py", "tests/api", "tests/telemetry", "tests/monitoring",
-         "tests/loadtest")
+#: VIGIL_TEST_POSTGRES_URL is given; promtool, amtool and the servers for monitoring;
+#: nginx for the load tests behind the nginx role's site).
+PACKAGES = ("postgresql", "prometheus", "prometheus-alertmanager", "nginx", "git", "make")
+TIERS = ("tests/test_constraints.py", "tests/test_ci.py", "tests/api", "tests/telemetry",
+         "tests/monitoring", "tests/loadtest")
 #: Settings passed into the container when the host has them.
 PASSED_ENV = ("VIGIL_TEST_POSTGRES_URL", "CI")
+EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 
 
 def log(message):
@@ -51,48 +58,85 @@ def nspawn(root, *argv, binds=(), env=None, check=True):
     # --keep-unit and --register=no: the host need not run systemd (FACTS.md).
     command = ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--as-pid2",
                "-D", str(root),
-               f"--machine=vigil-py313-{os.getpid()}", "--tmpfs=/tmp"]
+               f"--machine=vigil-py313-{os.getpid()}", "--tmpfs=/tmp:mode=1777"]
     command += [f"--bind={b}" for b in binds]
     for name, value in (env or {}).items():
         command.append(f"--setenv={name}={value}")
     return subprocess.run([*command, *argv], check=check)
 
 
-def rootfs_tarball():
-    sys.path.insert(0, str(REPO / "appliance" / "container"))
-    import nspawn as appliance_nspawn
-
-    return appliance_nspawn.rootfs_tarball()
+def extra_certificates():
+    """The host's own CA certificates (a TLS-intercepting egress proxy on some hosts)."""
+    return sorted(EXTRA_CA_DIR.glob("*.crt")) if EXTRA_CA_DIR.is_dir() else []
 
 
-def ensure_rootfs():
-    """The Debian 13 root filesystem with the packages the tiers need (built once)."""
+def recipe_digest():
+    """A hash of everything that goes into the root filesystem; a new one means a new one."""
+    certs = [crt.name.encode() + crt.read_bytes() for crt in extra_certificates()]
+    return digest(SUITE, MIRROR, BASE, *PACKAGES, *certs)
+
+
+def build_rootfs(build):
+    """debootstrap Debian 13 into ``build``, trust the host's CAs, add PACKAGES."""
+    shutil.rmtree(build, ignore_errors=True)
+    subprocess.run(["debootstrap", "--variant=minbase", f"--include={BASE}", SUITE, str(build),
+                    MIRROR], check=True, stdout=subprocess.DEVNULL, timeout=1800)
+    shutil.copy("/etc/resolv.conf", build / "etc/resolv.conf")
+    for crt in extra_certificates():
+        shutil.copy(crt, build / "usr/local/share/ca-certificates" / crt.name)
+    (build / "etc/pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
+    install = ("update-ca-certificates >/dev/null && apt-get update -q >/dev/null && "
+               "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+               f"--no-install-recommends {' '.join(PACKAGES)} >/dev/null && apt-get clean")
+    nspawn(build, "sh", "-c", install)
+
+
+@contextlib.contextmanager
+def rootfs():
+    """The Debian 13 root filesystem of the current recipe, built on first use, held (a
+    shared lock) while the caller uses it. Each recipe has its own directory, so a checkout
+    with another recipe never removes one in use; unused ones are removed after a build."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".py313.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        tarball = rootfs_tarball()
-        want = digest(tarball.stat().st_mtime_ns, *PACKAGES)
-        stamp = ROOTFS / ".vigil-py313"
-        if stamp.exists() and stamp.read_text() == want:
-            return
-        log(f"building {ROOTFS} (Debian 13 plus {', '.join(PACKAGES)}; first run only)")
-        build = Path(f"{ROOTFS}.build")
-        shutil.rmtree(build, ignore_errors=True)
-        build.mkdir()
-        subprocess.run(["tar", "-C", str(build), "-xf", str(tarball)], check=True)
-        shutil.copy("/etc/resolv.conf", build / "etc/resolv.conf")
-        # A TLS-intercepting egress proxy on some hosts: trust what the host trusts (pip too).
-        extra = Path("/usr/local/share/ca-certificates")
-        for crt in extra.glob("*.crt") if extra.is_dir() else ():
-            shutil.copy(crt, build / "usr/local/share/ca-certificates" / crt.name)
-        (build / "etc/pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
-        install = ("update-ca-certificates >/dev/null && apt-get update -q >/dev/null && "
-                   "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-                   f"--no-install-recommends {' '.join(PACKAGES)} >/dev/null && apt-get clean")
-        nspawn(build, "sh", "-c", install)
-        (build / ".vigil-py313").write_text(want)
-        shutil.rmtree(ROOTFS, ignore_errors=True)
-        build.rename(ROOTFS)
+    want = recipe_digest()
+    root = CACHE / f"py313-{want}"
+    with open(CACHE / "py313.build.lock", "w") as build_lock:
+        fcntl.flock(build_lock, fcntl.LOCK_EX)  # one build at a time
+        in_use = open(CACHE / f"py313-{want}.lock", "w")
+        fcntl.flock(in_use, fcntl.LOCK_SH)
+        if not (root / ".vigil-py313").exists():
+            log(f"building {root}: debootstrap {SUITE}, then {', '.join(PACKAGES)} "
+                "(first run only, a few minutes)")
+            started = time.monotonic()
+            build = Path(f"{root}.build")
+            build_rootfs(build)
+            (build / ".vigil-py313").write_text(want)
+            shutil.rmtree(root, ignore_errors=True)
+            build.rename(root)
+            log(f"root filesystem ready in {time.monotonic() - started:.0f} s")
+            remove_unused_roots(keep=root)
+    try:
+        yield root
+    finally:
+        in_use.close()
+
+
+def remove_unused_roots(keep):
+    """Delete root filesystems of other recipes that no run holds (earlier package lists)."""
+    for lock_path in CACHE.glob("py313-*.lock"):
+        root = lock_path.with_suffix("")
+        if root == keep:
+            continue
+        with open(lock_path, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # another run is using it
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(f"{root}.build", ignore_errors=True)
+            # systemd-nspawn's own image lock files, next to the directory
+            for leftover in (lock_path, CACHE / f".#{root.name}.lck",
+                             CACHE / f".#{root.name}.build.lck"):
+                leftover.unlink(missing_ok=True)
 
 
 def binds():
@@ -108,9 +152,11 @@ def binds():
     return out
 
 
-def ensure_venv():
-    """.venv-py313 with the project and every pinned dependency (rebuilt when they change)."""
-    want = digest((REPO / "pyproject.toml").read_bytes(), (REPO / "constraints.txt").read_bytes())
+def ensure_venv(root):
+    """.venv-py313 with the project and every pinned dependency (rebuilt when they or the
+    root filesystem change)."""
+    want = digest(root.name, (REPO / "pyproject.toml").read_bytes(),
+                  (REPO / "constraints.txt").read_bytes())
     stamp = VENV / ".installed"
     if stamp.exists() and stamp.read_text() == want:
         return
@@ -119,7 +165,7 @@ def ensure_venv():
               f"{VENV}/bin/pip install --quiet --upgrade pip && "
               f"{VENV}/bin/pip install --quiet -e '{REPO}[dev,load]' && "
               f"echo {want} > {stamp}")
-    nspawn(ROOTFS, "sh", "-c", script, binds=binds(),
+    nspawn(root, "sh", "-c", script, binds=binds(),
            env={"PIP_CONSTRAINT": f"{REPO}/constraints.txt",
                 "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
 
@@ -127,16 +173,20 @@ def ensure_venv():
 def main(pytest_args):
     if os.geteuid() != 0:
         sys.exit("the Python 3.13 tier needs root (systemd-nspawn)")
-    ensure_rootfs()
-    ensure_venv()
+    missing = [tool for tool in ("debootstrap", "systemd-nspawn") if not shutil.which(tool)]
+    if missing:
+        sys.exit(f"the Python 3.13 tier needs {' and '.join(missing)}: sudo make setup-system "
+                 "(.ci/apt-packages)")
     env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
     env["PYTHONUNBUFFERED"] = "1"
     command = [f"{VENV}/bin/python", "-m", "pytest", "-p", "no:cacheprovider",
                f"--color={'yes' if sys.stdout.isatty() else 'no'}",
                "-m", "not appliance", *TIERS, *pytest_args]
-    log("running " + " ".join(command[3:]))
-    done = nspawn(ROOTFS, "sh", "-c", f'cd "{REPO}" && exec "$@"', "sh", *command,
-                  binds=binds(), env=env, check=False)
+    with rootfs() as root:
+        ensure_venv(root)
+        log("running " + " ".join(command[3:]))
+        done = nspawn(root, "sh", "-c", f'cd "{REPO}" && exec "$@"', "sh", *command,
+                      binds=binds(), env=env, check=False)
     return done.returncode
 
 

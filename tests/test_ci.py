@@ -1,0 +1,72 @@
+"""CI's wiring: every install goes through constraints.txt, and `make test` runs the suite
+again on Python 3.13 with a runner that needs nothing but the standard library and
+debootstrap (it builds its own Debian 13 root filesystem; no other harness of the repo)."""
+import ast
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNNER = ROOT / ".ci" / "py313.py"
+
+
+def make_dry_run(*args):
+    done = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(ROOT), *args],
+                          capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_ci_installs_with_make_setup_and_runs_make_test():
+    script = (ROOT / ".ci" / "run").read_text()
+    assert "make setup\n" in script and "make test\n" in script
+
+
+def test_make_setup_installs_every_package_through_the_constraints_file():
+    # -B: print the install recipe even when .venv is up to date.
+    recipe = make_dry_run("-B", "setup")
+    installs = [line for line in recipe.splitlines() if "pip install" in line]
+    assert installs and all(f"PIP_CONSTRAINT={ROOT}/constraints.txt" in line
+                            for line in installs), installs
+
+
+def test_make_test_runs_the_python_313_tier_after_the_suite():
+    recipe = make_dry_run("test")
+    assert recipe.index("-m pytest") < recipe.index("test-py313")
+    assert "python3 .ci/py313.py" in make_dry_run("test-py313")
+
+
+def test_the_313_runner_uses_the_standard_library_only():
+    imported = set()
+    for node in ast.walk(ast.parse(RUNNER.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module.split(".")[0])
+    assert imported and imported <= sys.stdlib_module_names, imported - sys.stdlib_module_names
+    # It builds its own root filesystem: no file of the retired nspawn harness is read.
+    assert not re.search(r"(?<![\w-])appliance/|[\"']appliance[\"']", RUNNER.read_text())
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("py313", RUNNER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_313_root_filesystem_is_rebuilt_when_its_recipe_changes(monkeypatch):
+    runner = _runner()
+    before = runner.recipe_digest()
+    assert runner.recipe_digest() == before
+    monkeypatch.setattr(runner, "PACKAGES", (*runner.PACKAGES, "wrk"))
+    assert runner.recipe_digest() != before
+
+
+def test_the_313_tier_runs_every_tier_but_the_appliance_one():
+    tests = ROOT / "tests"
+    tiers = {path.name for path in tests.iterdir() if path.is_dir() and any(path.glob("test_*.py"))}
+    tiers |= {path.name for path in tests.glob("test_*.py")}
+    ran = {Path(t).name for t in _runner().TIERS}
+    assert tiers - ran == {"appliance"}, tiers - ran
