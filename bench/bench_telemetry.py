@@ -5,7 +5,8 @@ recycling), VIGIL_TELEMETRY=on and =off, side by side, and loads each endpoint w
 loopback. Each round runs both servers back to back (the order alternates), so a round's
 on/off ratio compares the two under the same machine load: the machine is shared, and its
 speed drifts. Printed per endpoint: median req/s of each mode, the median of the paired
-ratios and their spread (lowest to highest), server CPU per request.
+ratios and their spread (lowest to highest), server CPU per request; and the machine's
+1-minute load average at each round, since other work on it moves every figure.
 
 Goal (issue 12): on/off >= 0.95 on the API's real endpoints, the authenticated item read and
 the list of 20. The do-nothing route is reported as a figure, not a goal.
@@ -14,6 +15,7 @@ the list of 20. The do-nothing route is reported as a figure, not a goal.
 """
 import argparse
 import contextlib
+import os
 import re
 import shutil
 import signal
@@ -105,6 +107,7 @@ def main():
     print(f"gunicorn: {WORKERS} sync workers, wrk -t{THREADS} -c{CONNECTIONS}, "
           f"{args.rounds} rounds of one {args.seconds}s run per mode, all on loopback")
     results = {}
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp, \
             contextlib.ExitStack() as stack:
         # Both servers run side by side and idle while the other is loaded, so background
@@ -128,13 +131,18 @@ def main():
                     rps, cpu_us = _load(servers[mode], path, headers, args.seconds)
                     rates[mode].append(rps)
                     cpu[mode].append(cpu_us)
+                loads.append(os.getloadavg()[0])
                 print(f"  {endpoint:<5} round {round_no + 1}: on {rates['on'][-1]:7.0f} req/s"
                       f" {cpu['on'][-1]:5.0f} us CPU/req   off {rates['off'][-1]:7.0f} req/s"
                       f" {cpu['off'][-1]:5.0f} us CPU/req   ratio "
-                      f"{rates['on'][-1] / rates['off'][-1]:.3f}", flush=True)
+                      f"{rates['on'][-1] / rates['off'][-1]:.3f}   load {loads[-1]:.1f}",
+                      flush=True)
             results[endpoint] = (rates, cpu)
         size = servers["on"].log_path.stat().st_size
     _report(results)
+    print(f"1-minute load average at the start and after each round: {min(loads):.1f} to "
+          f"{max(loads):.1f}, median {statistics.median(loads):.1f} (the benchmark's own wrk "
+          "threads and gunicorn workers count in it)")
     print(f"JSON log written by the telemetry-on server: {size / 1e6:.1f} MB")
 
 
