@@ -6,20 +6,12 @@ import yaml
 from appliance_env import REPO
 from packaging.utils import canonicalize_name
 
+from tests.test_constraints import pinned
+
 pytestmark = pytest.mark.appliance
 
 #: Comes with Debian's python3-venv when the virtualenv is made; never imported by the API.
 NOT_PINNED = {"pip", "vigil"}
-
-
-def _pins():
-    pins = {}
-    for line in (REPO / "constraints.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            pins[canonicalize_name(name)] = version
-    return pins
 
 
 def test_the_api_virtualenv_holds_exactly_the_pinned_versions(appliance):
@@ -28,7 +20,7 @@ def test_the_api_virtualenv_holds_exactly_the_pinned_versions(appliance):
     done = appliance.run(f"{venv}/bin/python", "-m", "pip", "list", "--format=json",
                          "--disable-pip-version-check")
     installed = {canonicalize_name(p["name"]): p["version"] for p in json.loads(done.stdout)}
-    pins = _pins()
+    pins = pinned()
     # The runtime set, not an empty or half-made virtualenv.
     assert {"flask", "gunicorn", "prometheus-client", "prometheus-flask-exporter",
             "python-json-logger", "peewee", "psycopg2-binary"} <= set(installed)
