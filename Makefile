@@ -54,12 +54,12 @@ run: setup ## start the API under gunicorn on SQLite (http://127.0.0.1:8000)
 # TEST_PY313=no leaves out the second run on Python 3.13 (it needs root: systemd-nspawn).
 TEST_PY313 ?= yes
 
-test: setup ## run every test tier (api, telemetry, monitoring, loadtest, appliance), then again on Python 3.13
+test: setup ## run every test tier (api, telemetry, monitoring, loadtest, appliance), then the appliance-side ones again on Python 3.13
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@if [ "$(TEST_PY313)" = yes ]; then $(MAKE) --no-print-directory test-py313; \
 	  else echo "NOT RUN: the Python 3.13 tier (TEST_PY313=$(TEST_PY313))"; fi
 
-test-py313: ## the api, telemetry, monitoring and load-test tiers on Python 3.13 (root; PY313_ARGS=...)
+test-py313: ## the api, telemetry, load-test tiers and the alert receiver on Python 3.13 (root; PY313_ARGS=...)
 	python3 .ci/py313.py $(PY313_ARGS)
 
 test-fast: setup ## the quick tier: no PostgreSQL, no stack, no appliance container

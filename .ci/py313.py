@@ -2,17 +2,21 @@
 """Run the test tiers on Python 3.13, Debian 13's Python (the appliance's), as root.
 
 Debian 12 has no Python 3.13 package and python.org's builds are out of reach here, so the
-tests run in a Debian 13 root filesystem of their own (debootstrap, then PostgreSQL,
-Prometheus, Alertmanager and nginx from Debian 13) under systemd-nspawn: no boot, one command
-in a container that shares the host's network, with this checkout bind-mounted at the same
-path. The root filesystem (in VIGIL_PY313_CACHE, /var/cache/vigil-appliance by default) and
-the virtualenv (.venv-py313, every package pinned by constraints.txt) are built on the first
-run and reused while their inputs are unchanged. Each run gets its own /tmp.
+tests run in a Debian 13 root filesystem of their own (debootstrap minbase, then nginx, git
+and make from Debian 13; PostgreSQL too when no VIGIL_TEST_POSTGRES_URL is given) under
+systemd-nspawn: no boot, one command in a container that shares the host's network, with
+this checkout bind-mounted at the same path. The root filesystem (in VIGIL_PY313_CACHE,
+/var/cache/vigil-appliance by default) and the virtualenv (.venv-py313, every package pinned
+by constraints.txt) are built on the first run and reused while their inputs are unchanged.
+Each run gets its own /tmp.
 
     python3 .ci/py313.py [pytest arguments]         (make test-py313)
 
-Every tier but the appliance one runs (that one needs no second Python: Ansible already
-runs on the appliance's own 3.13). Standard library only.
+The tiers that run are those whose code runs on the appliance's Python 3.13 (docs/adr/0019):
+the API and its telemetry, the load tests (Locust runs there too), the alert receiver the
+alertmanager role installs, and the pins. The monitoring tier checks rule, routing and
+dashboard files with Prometheus' tools, node and Python 3.11's build scripts, and the appliance
+tier runs on the appliance itself: neither is run twice. Standard library only.
 """
 import contextlib
 import fcntl
@@ -31,12 +35,16 @@ SUITE = "trixie"
 MIRROR = os.environ.get("VIGIL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 #: debootstrap's part: Python with venv, and the CA bundle pip and apt need.
 BASE = "python3,python3-venv,ca-certificates"
-#: Debian 13 packages the tiers need (PostgreSQL for a private cluster when no
-#: VIGIL_TEST_POSTGRES_URL is given; promtool, amtool and the servers for monitoring;
-#: nginx for the load tests behind the nginx role's site).
-PACKAGES = ("postgresql", "prometheus", "prometheus-alertmanager", "nginx", "git", "make")
+#: Debian 13 packages the tiers need: nginx for the load tests behind the nginx role's site,
+#: git for the build-info test, make for `make load`'s tests.
+PACKAGES = ("nginx", "git", "make")
+#: Only when no VIGIL_TEST_POSTGRES_URL is given (CI passes the host's): the tests then start
+#: a private cluster from Debian 13's server binaries (with LLVM, a quarter of a GB).
+POSTGRES_PACKAGES = ("postgresql",)
+#: What runs on the appliance's Python 3.13: the API and its telemetry, Locust, the alert
+#: log receiver (alertmanager role), and the pins every install uses.
 TIERS = ("tests/test_constraints.py", "tests/test_ci.py", "tests/api", "tests/telemetry",
-         "tests/monitoring", "tests/loadtest")
+         "tests/loadtest", "tests/monitoring/test_alert_log_receiver.py")
 #: Settings passed into the container when the host has them.
 PASSED_ENV = ("VIGIL_TEST_POSTGRES_URL", "CI")
 EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
@@ -70,10 +78,17 @@ def extra_certificates():
     return sorted(EXTRA_CA_DIR.glob("*.crt")) if EXTRA_CA_DIR.is_dir() else []
 
 
+def packages():
+    """The Debian 13 packages of this run's root filesystem."""
+    if os.environ.get("VIGIL_TEST_POSTGRES_URL"):
+        return PACKAGES
+    return (*PACKAGES, *POSTGRES_PACKAGES)
+
+
 def recipe_digest():
     """A hash of everything that goes into the root filesystem; a new one means a new one."""
     certs = [crt.name.encode() + crt.read_bytes() for crt in extra_certificates()]
-    return digest(SUITE, MIRROR, BASE, *PACKAGES, *certs)
+    return digest(SUITE, MIRROR, BASE, *packages(), *certs)
 
 
 def build_rootfs(build):
@@ -87,7 +102,7 @@ def build_rootfs(build):
     (build / "etc/pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
     install = ("update-ca-certificates >/dev/null && apt-get update -q >/dev/null && "
                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-               f"--no-install-recommends {' '.join(PACKAGES)} >/dev/null && apt-get clean")
+               f"--no-install-recommends {' '.join(packages())} >/dev/null && apt-get clean")
     nspawn(build, "sh", "-c", install)
 
 
@@ -104,8 +119,8 @@ def rootfs():
         in_use = open(CACHE / f"py313-{want}.lock", "w")
         fcntl.flock(in_use, fcntl.LOCK_SH)
         if not (root / ".vigil-py313").exists():
-            log(f"building {root}: debootstrap {SUITE}, then {', '.join(PACKAGES)} "
-                "(first run only, a few minutes)")
+            log(f"building {root}: debootstrap {SUITE}, then {', '.join(packages())} "
+                "(first run only, about two minutes)")
             started = time.monotonic()
             build = Path(f"{root}.build")
             build_rootfs(build)
@@ -161,6 +176,7 @@ def ensure_venv(root):
     if stamp.exists() and stamp.read_text() == want:
         return
     log(f"installing {VENV.name} (pinned by constraints.txt)")
+    started = time.monotonic()
     script = (f"python3 -m venv --clear {VENV} && "
               f"{VENV}/bin/pip install --quiet --upgrade pip && "
               f"{VENV}/bin/pip install --quiet -e '{REPO}[dev,load]' && "
@@ -168,6 +184,7 @@ def ensure_venv(root):
     nspawn(root, "sh", "-c", script, binds=binds(),
            env={"PIP_CONSTRAINT": f"{REPO}/constraints.txt",
                 "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    log(f"{VENV.name} ready in {time.monotonic() - started:.0f} s")
 
 
 def main(pytest_args):
@@ -185,8 +202,10 @@ def main(pytest_args):
     with rootfs() as root:
         ensure_venv(root)
         log("running " + " ".join(command[3:]))
+        started = time.monotonic()
         done = nspawn(root, "sh", "-c", f'cd "{REPO}" && exec "$@"', "sh", *command,
                       binds=binds(), env=env, check=False)
+        log(f"tests took {time.monotonic() - started:.0f} s")
     return done.returncode
 
 
