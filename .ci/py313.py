@@ -2,8 +2,8 @@
 """Run the test tiers on Python 3.13, Debian 13's Python (the appliance's), as root.
 
 Debian 12 has no Python 3.13 package and python.org's builds are out of reach here, so the
-tests run in a Debian 13 root filesystem of their own (debootstrap minbase, then nginx, git
-and make from Debian 13; PostgreSQL too when no VIGIL_TEST_POSTGRES_URL is given) under
+tests run in a Debian 13 root filesystem of their own (debootstrap minbase, then PostgreSQL,
+nginx, git and make from Debian 13) under
 systemd-nspawn: no boot, one command in a container that shares the host's network, with
 this checkout bind-mounted at the same path. The root filesystem (in VIGIL_PY313_CACHE,
 /var/cache/vigil-appliance by default) and the virtualenv (.venv-py313, every package pinned
@@ -35,12 +35,10 @@ SUITE = "trixie"
 MIRROR = os.environ.get("VIGIL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 #: debootstrap's part: Python with venv, and the CA bundle pip and apt need.
 BASE = "python3,python3-venv,ca-certificates"
-#: Debian 13 packages the tiers need: nginx for the load tests behind the nginx role's site,
-#: git for the build-info test, make for `make load`'s tests.
-PACKAGES = ("nginx", "git", "make")
-#: Only when no VIGIL_TEST_POSTGRES_URL is given (CI passes the host's): the tests then start
-#: a private cluster from Debian 13's server binaries (with LLVM, a quarter of a GB).
-POSTGRES_PACKAGES = ("postgresql",)
+#: Debian 13 packages the tiers need: PostgreSQL's server binaries (a private cluster without
+#: VIGIL_TEST_POSTGRES_URL, and tests/api/test_test_cluster.py always), nginx for the load
+#: tests behind the nginx role's site, git for the build-info test, make for `make load`'s.
+PACKAGES = ("postgresql", "nginx", "git", "make")
 #: What runs on the appliance's Python 3.13: the API and its telemetry, Locust, the alert
 #: log receiver (alertmanager role), and the pins every install uses.
 TIERS = ("tests/test_constraints.py", "tests/test_ci.py", "tests/api", "tests/telemetry",
@@ -78,17 +76,10 @@ def extra_certificates():
     return sorted(EXTRA_CA_DIR.glob("*.crt")) if EXTRA_CA_DIR.is_dir() else []
 
 
-def packages():
-    """The Debian 13 packages of this run's root filesystem."""
-    if os.environ.get("VIGIL_TEST_POSTGRES_URL"):
-        return PACKAGES
-    return (*PACKAGES, *POSTGRES_PACKAGES)
-
-
 def recipe_digest():
     """A hash of everything that goes into the root filesystem; a new one means a new one."""
     certs = [crt.name.encode() + crt.read_bytes() for crt in extra_certificates()]
-    return digest(SUITE, MIRROR, BASE, *packages(), *certs)
+    return digest(SUITE, MIRROR, BASE, *PACKAGES, *certs)
 
 
 def build_rootfs(build):
@@ -102,7 +93,7 @@ def build_rootfs(build):
     (build / "etc/pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
     install = ("update-ca-certificates >/dev/null && apt-get update -q >/dev/null && "
                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-               f"--no-install-recommends {' '.join(packages())} >/dev/null && apt-get clean")
+               f"--no-install-recommends {' '.join(PACKAGES)} >/dev/null && apt-get clean")
     nspawn(build, "sh", "-c", install)
 
 
@@ -119,7 +110,7 @@ def rootfs():
         in_use = open(CACHE / f"py313-{want}.lock", "w")
         fcntl.flock(in_use, fcntl.LOCK_SH)
         if not (root / ".vigil-py313").exists():
-            log(f"building {root}: debootstrap {SUITE}, then {', '.join(packages())} "
+            log(f"building {root}: debootstrap {SUITE}, then {', '.join(PACKAGES)} "
                 "(first run only, about two minutes)")
             started = time.monotonic()
             build = Path(f"{root}.build")
@@ -173,7 +164,7 @@ def ensure_venv(root):
     want = digest(root.name, (REPO / "pyproject.toml").read_bytes(),
                   (REPO / "constraints.txt").read_bytes())
     stamp = VENV / ".installed"
-    if stamp.exists() and stamp.read_text() == want:
+    if stamp.exists() and stamp.read_text().strip() == want:
         return
     log(f"installing {VENV.name} (pinned by constraints.txt)")
     started = time.monotonic()

@@ -76,13 +76,3 @@ def test_the_313_tier_runs_the_code_the_appliances_python_runs():
     assert all((ROOT / tier).exists() for tier in tiers)
     role = (ROOT / "appliance/roles/alertmanager/tasks/install.yml").read_text()
     assert "alert_log_receiver.py" in role
-
-
-def test_the_313_root_filesystem_has_postgresql_only_without_the_hosts(monkeypatch):
-    runner = _runner()
-    monkeypatch.delenv("VIGIL_TEST_POSTGRES_URL", raising=False)
-    alone = runner.recipe_digest()
-    assert "postgresql" in runner.packages()
-    monkeypatch.setenv("VIGIL_TEST_POSTGRES_URL", "postgresql://vigil@127.0.0.1/postgres")
-    assert "postgresql" not in runner.packages()
-    assert runner.recipe_digest() != alone
