@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 CHECK_TARGETS :=
 LINT_TARGETS := lint-python
 
-.PHONY: help setup setup-system constraints run test test-py313 test-fast lint lint-python check bench clean
+.PHONY: help setup setup-system constraints run test test-host test-py313 py313-prepare test-fast lint lint-python check bench clean
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
@@ -54,13 +54,25 @@ run: setup ## start the API under gunicorn on SQLite (http://127.0.0.1:8000)
 # TEST_PY313=no leaves out the second run on Python 3.13 (it needs root: systemd-nspawn).
 TEST_PY313 ?= yes
 
+# While the suite runs on the host's Python, the 3.13 tier's root filesystem and virtualenv
+# are built beside it (minutes of downloads on a fresh machine; docs/adr/0019), so the
+# 3.13 tier starts on a warm cache. If either fails, make waits for the other, then stops.
 test: setup ## run every test tier (api, telemetry, monitoring, loadtest, appliance), then the appliance-side ones again on Python 3.13
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory -j2 test-host $(if $(filter yes,$(TEST_PY313)),py313-prepare)
 	@if [ "$(TEST_PY313)" = yes ]; then $(MAKE) --no-print-directory test-py313; \
 	  else echo "NOT RUN: the Python 3.13 tier (TEST_PY313=$(TEST_PY313))"; fi
 
+test-host: setup ## every test tier on the host's Python (what make test runs first)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
 test-py313: ## the api, telemetry, load-test tiers and the alert receiver on Python 3.13 (root; PY313_ARGS=...)
 	python3 .ci/py313.py $(PY313_ARGS)
+
+py313-prepare: ## build the 3.13 tier's root filesystem and virtualenv only (root; log in build/)
+	@mkdir -p build
+	@echo "building the Python 3.13 tier's root filesystem and virtualenv in the background (build/py313-prepare.log)"
+	@python3 .ci/py313.py --prepare >build/py313-prepare.log 2>&1 || { cat build/py313-prepare.log; exit 1; }
+	@cat build/py313-prepare.log
 
 test-fast: setup ## the quick tier: no PostgreSQL, no stack, no appliance container
 	$(PY) -m pytest -m 'not postgres and not stack and not appliance and not slow' $(PYTEST_ARGS)

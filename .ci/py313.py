@@ -11,6 +11,11 @@ by constraints.txt) are built on the first run and reused while their inputs are
 Each run gets its own /tmp.
 
     python3 .ci/py313.py [pytest arguments]         (make test-py313)
+    python3 .ci/py313.py --prepare                  build the two, run no test
+
+`make test` runs ``--prepare`` while the suite runs on the host's Python, so the 3.13 tier
+starts on a warm cache (docs/adr/0019). Test paths or ids among the pytest arguments
+replace the tier list; options alone (``-k``, ``-x``) apply to every tier.
 
 The tiers that run are those whose code runs on the appliance's Python 3.13 (docs/adr/0019):
 the API and its telemetry, the load tests (Locust runs there too), the alert receiver the
@@ -178,7 +183,15 @@ def ensure_venv(root):
     log(f"{VENV.name} ready in {time.monotonic() - started:.0f} s")
 
 
+def selection(pytest_args):
+    """TIERS, unless the arguments name tests of their own (a path, or a test id)."""
+    named = any(not arg.startswith("-") and (REPO / arg.split("::")[0]).exists()
+                for arg in pytest_args)
+    return [] if named else list(TIERS)
+
+
 def main(pytest_args):
+    prepare_only = pytest_args == ["--prepare"]
     if os.geteuid() != 0:
         sys.exit("the Python 3.13 tier needs root (systemd-nspawn)")
     missing = [tool for tool in ("debootstrap", "systemd-nspawn") if not shutil.which(tool)]
@@ -189,9 +202,12 @@ def main(pytest_args):
     env["PYTHONUNBUFFERED"] = "1"
     command = [f"{VENV}/bin/python", "-m", "pytest", "-p", "no:cacheprovider",
                f"--color={'yes' if sys.stdout.isatty() else 'no'}",
-               "-m", "not appliance", *TIERS, *pytest_args]
+               "-m", "not appliance", *selection(pytest_args), *pytest_args]
     with rootfs() as root:
         ensure_venv(root)
+        if prepare_only:
+            log(f"{root.name} and {VENV.name} ready")
+            return 0
         log("running " + " ".join(command[3:]))
         started = time.monotonic()
         done = nspawn(root, "sh", "-c", f'cd "{REPO}" && exec "$@"', "sh", *command,

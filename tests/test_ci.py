@@ -38,6 +38,25 @@ def test_make_test_runs_the_python_313_tier_after_the_suite():
     assert "python3 .ci/py313.py" in make_dry_run("test-py313")
 
 
+def test_make_test_prepares_the_313_tier_while_the_suite_runs():
+    # docs/adr/0019: the root filesystem and virtualenv are built beside the host's suite,
+    # in one make -j2, not before or after it.
+    parallel = [line for line in make_dry_run("test").splitlines() if " -j2 " in line]
+    assert parallel and "test-host" in parallel[0] and "py313-prepare" in parallel[0]
+    assert "python3 .ci/py313.py --prepare" in make_dry_run("py313-prepare")
+    without = make_dry_run("test", "TEST_PY313=no")
+    assert "py313-prepare" not in without and "--prepare" not in without
+
+
+def test_the_313_runner_runs_the_tests_it_is_given_instead_of_its_tiers():
+    runner = _runner()
+    assert runner.selection([]) == list(runner.TIERS)
+    assert runner.selection(["-x", "-k", "metrics"]) == list(runner.TIERS)
+    assert runner.selection(["tests/test_ci.py"]) == []
+    one_test = "tests/test_ci.py::test_ci_installs_with_make_setup_and_runs_make_test"
+    assert runner.selection(["-x", one_test]) == []
+
+
 def test_the_313_runner_uses_the_standard_library_only():
     imported = set()
     for node in ast.walk(ast.parse(RUNNER.read_text())):
