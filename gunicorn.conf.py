@@ -1,106 +1,79 @@
 """gunicorn settings for Vigil's API: VIGIL_* environment, JSON logs, exact multiprocess metrics.
 
-Every worker writes its metrics to PROMETHEUS_MULTIPROC_DIR. The directory is private to
-one gunicorn run (VIGIL_METRICS_DIR, or a fresh temporary directory) and wiped when the
-master starts; when a worker exits the master folds its counters into an archive and
-deletes its files (api.metrics.retire_process), so recycling workers keeps counts exact
-and the directory bounded.
+Every setting comes from api.config.server_settings. Every worker writes its metrics to
+PROMETHEUS_MULTIPROC_DIR: a directory private to one gunicorn run (VIGIL_METRICS_DIR, or a
+fresh temporary one), wiped when the master starts. When a worker exits the master queues
+it, and folds its counters into an archive before it forks the next worker
+(api.telemetry.multiprocess), so recycling keeps counts exact and the directory bounded.
 """
-import glob
-import multiprocessing
-import os
-import shutil
-import tempfile
+from api.config import server_settings
 
+_settings = server_settings()
+_dead_workers = None
 
-def _env_int(name, default):
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, not {value!r}") from None
+if _settings.telemetry:
+    # Before anything imports prometheus_client: it picks multiprocess mode at import.
+    from api.telemetry import metrics_directory as _metrics_directory
 
+    _metrics_directory.prepare(_settings.metrics_dir)
 
-def _metrics_dir():
-    chosen = os.environ.get("VIGIL_METRICS_DIR") or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if chosen:
-        return chosen, False
-    return tempfile.mkdtemp(prefix="vigil-metrics-"), True
+    from api.telemetry.multiprocess import DeadWorkers
 
+    # The master's queue of dead workers to fold (a HUP reload starts a new one).
+    _dead_workers = DeadWorkers(_metrics_directory.current())
 
-_telemetry = os.environ.get("VIGIL_TELEMETRY", "on").strip().lower()
-if _telemetry not in ("on", "off"):
-    raise SystemExit(f"VIGIL_TELEMETRY must be on or off, not {_telemetry!r}")
-
-# The environment is set before anything imports prometheus_client, which picks its
-# multiprocess value class at import time. A config reload (HUP) keeps the same directory.
-# Wiped here, at the first load, before a preloaded app could create files in it.
-if _telemetry == "on" and "_VIGIL_METRICS_DIR_OWNED" not in os.environ:
-    _dir, _owned = _metrics_dir()
-    os.makedirs(_dir, exist_ok=True)
-    for _stale in glob.glob(os.path.join(_dir, "*.db")):
-        os.remove(_stale)  # counts of an earlier run belong to pids that are gone
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _dir
-    os.environ["_VIGIL_METRICS_DIR_OWNED"] = "1" if _owned else "0"
-
-bind = os.environ.get("VIGIL_BIND", "127.0.0.1:8000")
-workers = _env_int("VIGIL_WORKERS", 2 * multiprocessing.cpu_count() + 1)
-worker_class = "sync"
-timeout = _env_int("VIGIL_WORKER_TIMEOUT", 30)
-graceful_timeout = _env_int("VIGIL_GRACEFUL_TIMEOUT", 30)
-keepalive = _env_int("VIGIL_KEEPALIVE", 2)
+bind = _settings.bind
+workers = _settings.workers
+# gunicorn's sync worker, plus an access line for requests refused before they were parsed.
+worker_class = "api.telemetry.access.SyncWorker"
+timeout = _settings.worker_timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
 # Recycling bounds slow leaks; the metrics archive keeps it from costing exactness.
-max_requests = _env_int("VIGIL_MAX_REQUESTS", 10000)
-max_requests_jitter = _env_int("VIGIL_MAX_REQUESTS_JITTER", max_requests // 10)
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests_jitter
 proc_name = "vigil-api"
 # Load the app once in the master and fork workers from it: faster worker (re)starts,
 # at the price of every worker sharing anything the factory opened. Off by default.
-preload_app = os.environ.get("VIGIL_PRELOAD", "off").strip().lower() in ("1", "on", "true")
+preload_app = _settings.preload
 
-loglevel = os.environ.get("VIGIL_LOG_LEVEL", "info").lower()
-logger_class = "api.logs.GunicornLogger"
+loglevel = _settings.log_level.lower()
+logger_class = "api.telemetry.access.GunicornLogger"
 errorlog = "-"
-# The access log is the one line per request (JSON, see api.logs.GunicornLogger.access),
-# written in batches: every VIGIL_ACCESS_LOG_BATCH requests (default 128, 1 = each at once),
-# every VIGIL_ACCESS_LOG_FLUSH_SECONDS (default 1), and when a worker exits (worker_exit).
-accesslog = "-" if _telemetry == "on" else None
+# One JSON access line per request (api.telemetry.access), written in batches.
+accesslog = "-" if _settings.telemetry else None
 
 
 def on_starting(server):
-    """Say where the metrics live (wiped when this file was first loaded)."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        server.log.info("metrics directory %s", directory)
+    """Say where the metrics live."""
+    if _dead_workers is not None:
+        server.log.info("metrics directory %s", _dead_workers.path)
 
 
-def post_fork(server, worker):
-    """Tell the worker whose children the gunicorn workers are (for per-process metrics)."""
-    import api.metrics
-
-    api.metrics.gunicorn_master_pid = server.pid
+def post_worker_init(worker):
+    """In the booted worker: write queued access lines every flush interval."""
+    worker.log.start_access_flusher()
 
 
 def worker_exit(server, worker):
     """Write the access lines the worker still holds (it exits normally, recycles or timed out)."""
-    worker.log.flush_access()
+    worker.log.close_access()
 
 
 def child_exit(server, worker):
-    """Fold the dead worker's counters into the archive and delete its files."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from api.metrics import retire_process
+    """Runs in the master's SIGCHLD handler: only queue the dead worker (no file work here)."""
+    if _dead_workers is not None:
+        _dead_workers.exited(worker.pid)
 
-        try:
-            retire_process(worker.pid)
-        except OSError:
-            # Never let bookkeeping take the master down; the files stay and still count.
-            server.log.exception("could not archive the metrics of worker %s", worker.pid)
+
+def pre_fork(server, worker):
+    """From the master's main loop, before a worker is (re)started: fold the dead ones."""
+    if _dead_workers is not None:
+        _dead_workers.fold(server.log)
 
 
 def on_exit(server):
-    """Remove the metrics directory when this run created it."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory and os.environ.get("_VIGIL_METRICS_DIR_OWNED") == "1":
-        shutil.rmtree(directory, ignore_errors=True)
+    """Fold what is left, then remove the metrics directory if this run created it."""
+    if _dead_workers is not None:
+        _dead_workers.fold(server.log)
+        _metrics_directory.remove()

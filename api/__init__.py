@@ -2,31 +2,33 @@
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, content, db, faults, health, logs, metrics, migrate, users
 from api.config import load_config
-from api.extensions import init_api, init_jwt
-from api.requests import register_request_checks
 
 
 def create_app(config=None):
     """Build the app from ``VIGIL_*`` variables, overridden by the ``config`` mapping."""
+    # Imported here, so `import api.config` (gunicorn.conf.py) loads nothing else: the
+    # metrics library must not be imported before gunicorn.conf.py chose its directory.
+    from api import auth, content, db, faults, health, migrate, telemetry, users
+    from api.extensions import init_api, init_jwt
+    from api.requests import register_request_checks
+
     app = Flask(__name__, instance_relative_config=True)
     load_config(app, config)
     db.init_app(app)
-    # Before telemetry's init: faults appends its own readiness check to this list.
     app.extensions["vigil_readiness_checks"] = [db.check_database, migrate.check_schema_current]
-
-    logs.init_app(app)
-    metrics.init_app(app)
+    # Order matters: telemetry's hooks run first (request ids, request timing), the fault
+    # switches next (injected latency is timed); teardowns run in reverse, so telemetry
+    # reads the pool after the database's teardown returned the connection.
+    telemetry.init_app(app)
     faults.init_app(app)
-
-    db.register_request_hooks(app)
+    api_blueprints = (auth.bp, users.bp, content.bp)
+    db.register_request_hooks(app, connect_up_front=[bp.name for bp in api_blueprints])
     register_request_checks(app)
     init_jwt(app)
-    api = init_api(app)  # also routes every error through api.errors
-    for blueprint in (auth.bp, users.bp, content.bp):
+    api = init_api(app)
+    for blueprint in api_blueprints:
         api.register_blueprint(blueprint)
-        db.CONNECT_UP_FRONT.add(blueprint.name)
     app.register_blueprint(health.bp)
     app.register_blueprint(migrate.bp)
     app.register_blueprint(users.cli)

@@ -1,6 +1,8 @@
 """Every setting Vigil reads, with its default, loaded from ``VIGIL_*`` environment variables."""
+import logging
 import os
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 #: Defaults for every setting. ``VIGIL_<NAME>`` in the environment overrides ``<NAME>``
@@ -36,7 +38,16 @@ DEFAULTS = {
     # Reverse proxies in front of the API (nginx on the appliance: 1). Their X-Forwarded-For and
     # X-Forwarded-Proto are trusted for that many hops, so logs carry the client's address.
     "PROXY_COUNT": 0,
+    # Telemetry: "off" drops request metrics, request ids and fault hooks (the benchmark's
+    # baseline); LOG_LEVEL is a logging level name; REVISION labels vigil_build_info.
+    "TELEMETRY": "on",
+    "LOG_LEVEL": "INFO",
+    "REVISION": None,  # None: `git rev-parse` of the checkout, else "unknown"
 }
+
+#: Paths that are not API traffic: no request metrics, no injected faults (health, metrics,
+#: the OpenAPI document and its docs page). A regular expression matched at the path's start.
+NOT_API_TRAFFIC = r"/(?:health/|metrics$|static/|api/v1/docs|api/v1/openapi\.json$)"
 
 #: OWASP Password Storage Cheat Sheet minimum for argon2id: m=19 MiB, t=2, p=1.
 OWASP_ARGON2_MIN = {"ARGON2_MEMORY_KIB": 19456, "ARGON2_TIME_COST": 2, "ARGON2_PARALLELISM": 1}
@@ -53,6 +64,7 @@ def load_config(app, overrides=None):
     if overrides:
         app.config.update(overrides)
     cfg = app.config
+    _check_telemetry_settings(cfg)
     if cfg["ENV"] not in ("development", "production"):
         raise ConfigError(f"VIGIL_ENV must be development or production, not {cfg['ENV']!r}")
     production = cfg["ENV"] == "production"
@@ -85,6 +97,9 @@ def load_config(app, overrides=None):
     if not 0 <= int(cfg["PROXY_COUNT"]) <= 5:
         raise ConfigError(f"VIGIL_PROXY_COUNT must be 0 to 5, not {cfg['PROXY_COUNT']!r}")
     cfg["SECRET_KEY"] = cfg["JWT_SECRET_KEY"]
+    # Always answer an unexpected exception with a problem 500 (never re-raise it, even in
+    # tests): Flask's handle_exception then runs, and teardown hooks see the exception.
+    cfg["PROPAGATE_EXCEPTIONS"] = False
     cfg["API_TITLE"] = "Vigil API"
     cfg["API_VERSION"] = "v1"
     cfg["OPENAPI_VERSION"] = "3.0.3"
@@ -93,6 +108,17 @@ def load_config(app, overrides=None):
     cfg["OPENAPI_SWAGGER_UI_PATH"] = "docs"
     cfg["OPENAPI_SWAGGER_UI_URL"] = "/api/v1/docs/assets/"  # served by api.extensions
     return cfg
+
+
+def _check_telemetry_settings(cfg):
+    telemetry = str(cfg["TELEMETRY"]).strip().lower()
+    if telemetry not in ("on", "off"):
+        raise ConfigError(f"VIGIL_TELEMETRY must be on or off, not {cfg['TELEMETRY']!r}")
+    cfg["TELEMETRY"] = telemetry
+    level = str(cfg["LOG_LEVEL"]).strip().upper()
+    if level not in logging.getLevelNamesMapping():
+        raise ConfigError(f"VIGIL_LOG_LEVEL must be a logging level name, not {cfg['LOG_LEVEL']!r}")
+    cfg["LOG_LEVEL"] = level
 
 
 def _development_secret(instance_path):
@@ -119,3 +145,68 @@ def _development_secret(instance_path):
         os.unlink(tmp)
     with open(path) as f:
         return f.read().strip()
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """gunicorn's settings (read by gunicorn.conf.py and Vigil's gunicorn logger)."""
+
+    bind: str
+    workers: int
+    worker_timeout: int
+    graceful_timeout: int
+    keepalive: int
+    max_requests: int
+    max_requests_jitter: int
+    preload: bool
+    log_level: str
+    env: str
+    telemetry: bool
+    metrics_dir: str | None
+    access_log_batch: int
+    access_log_flush_seconds: float
+
+
+def server_settings(environ=None):
+    """The server's ``VIGIL_*`` settings; a bad value stops gunicorn with a clear message."""
+    env = os.environ if environ is None else environ
+
+    def text(name, default):
+        return env.get(name, "").strip() or default
+
+    def number(name, default, kind=int, low=0, high=10**9):
+        raw = env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise SystemExit(f"{name} must be a number from {low} to {high}, not {raw!r}")
+        return value
+
+    telemetry = text("VIGIL_TELEMETRY", "on").lower()
+    if telemetry not in ("on", "off"):
+        raise SystemExit(f"VIGIL_TELEMETRY must be on or off, not {telemetry!r}")
+    log_level = text("VIGIL_LOG_LEVEL", "info").upper()
+    if log_level not in logging.getLevelNamesMapping():
+        raise SystemExit(f"VIGIL_LOG_LEVEL must be a logging level name, not {log_level!r}")
+    max_requests = number("VIGIL_MAX_REQUESTS", 10000)
+    return ServerSettings(
+        bind=text("VIGIL_BIND", "127.0.0.1:8000"),
+        workers=number("VIGIL_WORKERS", 2 * (os.cpu_count() or 1) + 1, low=1, high=1000),
+        worker_timeout=number("VIGIL_WORKER_TIMEOUT", 30, low=1),
+        graceful_timeout=number("VIGIL_GRACEFUL_TIMEOUT", 30, low=1),
+        keepalive=number("VIGIL_KEEPALIVE", 2),
+        max_requests=max_requests,
+        max_requests_jitter=number("VIGIL_MAX_REQUESTS_JITTER", max_requests // 10),
+        preload=text("VIGIL_PRELOAD", "off").lower() in ("1", "on", "true"),
+        log_level=log_level,
+        env=text("VIGIL_ENV", DEFAULTS["ENV"]),
+        telemetry=telemetry == "on",
+        metrics_dir=text("VIGIL_METRICS_DIR", None),
+        access_log_batch=number("VIGIL_ACCESS_LOG_BATCH", 128, low=1, high=100_000),
+        access_log_flush_seconds=number("VIGIL_ACCESS_LOG_FLUSH_SECONDS", 1.0, float,
+                                        low=0.01, high=60.0),
+    )

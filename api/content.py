@@ -15,8 +15,7 @@ from api.content_store import (
     visible_page_for_token,
 )
 from api.errors import problem
-from api.extensions import ApiBlueprint, revoked_token_problem
-from api.logs import note_user
+from api.extensions import ApiBlueprint, authenticated, revoked_token_problem
 from api.schemas import (
     ContentCreateSchema,
     ContentPageSchema,
@@ -74,7 +73,7 @@ def list_content(limit, after=None, owner=None, published=None, q=None):
         get_jwt(), limit, after, owner=owner, published=published, q=q)
     if user is None:
         return revoked_token_problem()
-    note_user(user.id)
+    authenticated(user.id)
     return jsonify({"items": [content_document(item) for item in items],
                     "next_cursor": next_cursor})
 
@@ -106,7 +105,7 @@ def read(id):
     user, item = find_visible_for_token(id, get_jwt())
     if user is None:
         return revoked_token_problem()
-    note_user(user.id)
+    authenticated(user.id)
     return _guarded(lambda conditions: _read(item, id, conditions))
 
 

@@ -1,13 +1,19 @@
-"""The database: a peewee proxy bound at start-up, per-request connections, timed statements."""
+"""The database: a peewee proxy bound at start-up, per-request connections, timed statements.
+
+Each app owns its database object (``app.extensions["vigil_database"]``); the models' proxy
+points at the database of the app whose context is active, so a second ``create_app`` in one
+process (tests, the CLI) neither shares nor closes the first one's connections.
+"""
 import contextlib
 import hashlib
 import logging
 import os
 import time
 import uuid
+import weakref
 from datetime import datetime, timedelta
 
-from flask import request
+from flask import appcontext_pushed, current_app, request
 from peewee import (
     CharField,
     DatabaseProxy,
@@ -19,16 +25,13 @@ from peewee import (
     TextField,
 )
 from playhouse import db_url
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 from api import events
+from api.errors import problem
 
-#: Models bind to this proxy; create_app points it at the configured database.
+#: Models bind to this proxy; each app context points it at its app's database.
 database = DatabaseProxy()
-
-#: Blueprints whose requests open a connection up front (health checks connect lazily,
-#: so /health/live never touches the database).
-CONNECT_UP_FRONT = set()
 
 
 class _TimedStatements:
@@ -51,7 +54,32 @@ class TimedSqliteDatabase(_TimedStatements, SqliteDatabase):
 
 
 class TimedPooledPostgresqlDatabase(_TimedStatements, PooledPostgresqlDatabase):
-    """A pooled PostgreSQL database with statement timing."""
+    """A pooled PostgreSQL database with statement timing that can say how full its pool is.
+
+    peewee's pool has no public count of its connections, so this one remembers the
+    connections it handed out (weakly: a connection the pool closes and drops disappears).
+    """
+
+    def __init__(self, *args, max_connections=20, **kwargs):
+        super().__init__(*args, max_connections=max_connections, **kwargs)
+        self.capacity = max_connections
+        self.handed_out = weakref.WeakSet()
+
+    def connect(self, reuse_if_open=False):
+        """Check a connection out of the pool (peewee's connect), and remember it."""
+        opened = super().connect(reuse_if_open)
+        self.handed_out.add(self.connection())
+        return opened
+
+    def pool_stats(self):
+        """Connections of this process: in use by this thread (0 or 1), open but idle, max.
+
+        Vigil's gunicorn workers are sync workers: one thread, so "in use by this thread"
+        is "in use by this process".
+        """
+        open_ = sum(1 for conn in list(self.handed_out) if not conn.closed)
+        in_use = 0 if self.is_closed() else 1
+        return {"in_use": in_use, "idle": max(open_ - in_use, 0), "max": self.capacity}
 
 
 def open_database(url, config):
@@ -84,28 +112,51 @@ def open_database(url, config):
 
 
 def init_app(app):
-    """Bind ``database`` to the configured URL."""
+    """Open the configured database for ``app`` and point the models at it."""
     url = app.config["DATABASE_URL"]
     if url.startswith("sqlite:///") and ":memory:" not in url:
         os.makedirs(os.path.dirname(url[len("sqlite:///"):]) or ".", exist_ok=True)
-    previous = database.obj
-    database.initialize(open_database(url, app.config))
-    if previous is not None:
-        # The proxy is process-wide: a second create_app (tests, CLI) replaces the database,
-        # so release what the previous one still holds.
-        _close_everything(previous)
+    db = app.extensions["vigil_database"] = open_database(url, app.config)
+    database.initialize(db)
+
+    def bind_models(sender, **_):
+        if database.obj is not db:
+            database.initialize(db)
+
+    appcontext_pushed.connect(bind_models, sender=app, weak=False)
     # peewee logs every statement with its parameters at DEBUG, which would put password
     # hashes in the log whenever someone turns on debug logging.
     logging.getLogger("peewee").setLevel(logging.INFO)
-    app.extensions["vigil_database"] = database.obj
+    for error in (OperationalError, InterfaceError, MaxConnectionsExceeded):
+        app.register_error_handler(error, handle_database_unavailable)
 
 
-def register_request_hooks(app):
-    """Connect before API requests; release the connection whenever an app context ends."""
+def close_database(app):
+    """Close every connection ``app``'s database holds (pooled ones included)."""
+    db = app.extensions["vigil_database"]
+    if isinstance(db, PooledPostgresqlDatabase):
+        db.close_all()
+    elif not db.is_closed():
+        db.close()
+
+
+def handle_database_unavailable(e):
+    """The database refused or dropped the connection: 503, and heal the pool."""
+    discard_broken_connections()
+    current_app.logger.warning("database unavailable: %s", type(e).__name__)
+    return problem(503, detail="The database is unavailable; retry shortly.",
+                   headers={"Retry-After": "5"})
+
+
+def register_request_hooks(app, connect_up_front):
+    """Connect before requests of the ``connect_up_front`` blueprints (health checks connect
+    lazily, so /health/live never touches the database); release the connection whenever
+    an app context ends."""
+    connect_up_front = frozenset(connect_up_front)
 
     @app.before_request
     def _connect():
-        if request.blueprint in CONNECT_UP_FRONT:
+        if request.blueprint in connect_up_front:
             database.connect(reuse_if_open=True)
 
     @app.teardown_appcontext
@@ -114,13 +165,6 @@ def register_request_hooks(app):
         if database.obj is not None and not database.is_closed() and (
                 not database.in_transaction()):
             database.close()
-
-
-def _close_everything(db):
-    if isinstance(db, PooledPostgresqlDatabase):
-        db.close_all()
-    elif not db.is_closed():
-        db.close()
 
 
 def discard_broken_connections():
@@ -227,13 +271,11 @@ def _marker(field, index):
     return uuid.UUID(int=number)
 
 
-def pool_stats():
-    """Connections in use, idle and the maximum, or None when the database is not pooled."""
-    db = database.obj
-    if not isinstance(db, PooledPostgresqlDatabase):
+def pool_stats(db):
+    """Connections in use, idle and the maximum of ``db``, or None when it is not pooled."""
+    if not isinstance(db, TimedPooledPostgresqlDatabase):
         return None
-    return {"in_use": len(db._in_use), "idle": len(db._connections),
-            "max": db._max_connections or 0}
+    return db.pool_stats()
 
 
 def check_database():

@@ -1,15 +1,11 @@
 """Every error the API returns, built by one function as RFC 9457 problem JSON."""
 import json
 
-from flask import Response, current_app
+from flask import Response, g, has_app_context
 from marshmallow import Schema, fields
-from peewee import InterfaceError, OperationalError
-from playhouse.pool import MaxConnectionsExceeded
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
-from api.db import discard_broken_connections
-from api.logs import current_request_id
 from api.passwords import BUSY_RETRY_AFTER, PasswordHashingBusy
 
 PROBLEM_MIMETYPE = "application/problem+json"
@@ -42,7 +38,8 @@ def problem(status, title=None, detail=None, type_=None, errors=None, headers=No
         body["detail"] = detail
     if errors is not None:
         body["errors"] = errors
-    body["request_id"] = current_request_id()
+    # Telemetry leaves the request's id in g (api.telemetry.context); None when it is off.
+    body["request_id"] = g.get("request_id") if has_app_context() else None
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -90,14 +87,6 @@ def handle_http_exception(e):
     return problem(status, detail=detail, headers=headers)
 
 
-def handle_database_unavailable(e):
-    """The database refused or dropped the connection: 503, and heal the pool."""
-    discard_broken_connections()
-    current_app.logger.warning("database unavailable: %s", type(e).__name__)
-    return problem(503, detail="The database is unavailable; retry shortly.",
-                   headers={"Retry-After": "5"})
-
-
 def handle_hashing_busy(e):
     """Every password-hashing slot of the node is taken: 503, try again shortly."""
     return problem(503, detail="Too many password checks at once; retry shortly.",
@@ -105,16 +94,17 @@ def handle_hashing_busy(e):
 
 
 def handle_unexpected(e):
-    """Anything else: log the trace, answer 500 without it."""
-    current_app.logger.exception("unhandled exception")
+    """An exception no handler took: 500 without the trace (Flask has logged it)."""
     return problem(500, detail="An unexpected error occurred; quote the request_id.")
 
 
 def init_app(app):
-    """Route every error through ``problem``."""
+    """Route every error through ``problem`` (api.db adds the database-unavailable 503).
+
+    An exception without a handler of its own reaches Flask's ``handle_exception``, which
+    logs it, passes it to teardown hooks (prometheus-flask-exporter counts it there) and
+    calls the ``InternalServerError`` handler for the response.
+    """
     app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(OperationalError, handle_database_unavailable)
-    app.register_error_handler(InterfaceError, handle_database_unavailable)
-    app.register_error_handler(MaxConnectionsExceeded, handle_database_unavailable)
     app.register_error_handler(PasswordHashingBusy, handle_hashing_busy)
-    app.register_error_handler(Exception, handle_unexpected)
+    app.register_error_handler(InternalServerError, handle_unexpected)

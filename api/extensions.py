@@ -1,21 +1,33 @@
 """Flask extensions Vigil binds in the factory: the OpenAPI-generating Api and the JWT manager."""
 import http
 
-from flask import abort, send_from_directory
+from apispec import BasePlugin
+from flask import abort, current_app, send_from_directory
 from flask_jwt_extended import JWTManager, get_jwt, get_jwt_request_location
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
-from flask_smorest.utils import prepare_response
 from swagger_ui_bundle import swagger_ui_path
 from webargs.flaskparser import FlaskParser
 
-from api import errors
+from api import errors, events
 from api.bodies import MalformedBody, parse_json_body
-from api.logs import note_user
 from api.sessions import live_session_user, remember_token_user, token_user_known
 
 DOCS_ASSETS = "/api/v1/docs/assets/"
 _TOKEN_PROBLEM = "https://vigil.invalid/problems/invalid-token"
+
+
+class ProblemContentPlugin(BasePlugin):
+    """apispec plugin: responses documented with the problem schema are problem+json."""
+
+    def response_helper(self, response, **kwargs):
+        """Move a problem-schema response body from application/json to problem+json."""
+        content = response.get("content") or {}
+        body = content.get("application/json")
+        if body is None or body.get("schema") != {"$ref": "#/components/schemas/Problem"}:
+            return None
+        rest = {k: v for k, v in content.items() if k != "application/json"}
+        return {"content": {errors.PROBLEM_MIMETYPE: body, **rest}}
 
 
 class ProblemApi(Api):
@@ -23,19 +35,9 @@ class ProblemApi(Api):
 
     ERROR_SCHEMA = errors.ProblemSchema
 
-    def _register_error_handlers(self):
-        errors.init_app(self._app)
-
-    def _register_responses(self):
-        for status in http.HTTPStatus:
-            response = {"description": status.phrase}
-            if status >= 400:
-                response["schema"] = self.ERROR_SCHEMA
-            prepare_response(response, self.spec, errors.PROBLEM_MIMETYPE)
-            self.spec.components.response(status.name, response, lazy=True)
-        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
-        prepare_response(response, self.spec, errors.PROBLEM_MIMETYPE)
-        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+    def handle_http_exception(self, error):
+        """Every HTTP error (abort, validation, routing) as problem JSON (api.errors)."""
+        return errors.handle_http_exception(error)
 
 
 class StrictJsonParser(FlaskParser):
@@ -90,6 +92,11 @@ def revoked_token_problem():
     return _unauthorized("Token has been revoked.")
 
 
+def authenticated(user_id):
+    """Announce that this request's token is valid and live (telemetry notes the user)."""
+    events.request_authenticated.send(current_app._get_current_object(), user_id=user_id)
+
+
 def init_jwt(app):
     """A JWT manager whose every failure is a 401 problem (never flask-jwt-extended's 422)."""
     jwt = JWTManager(app)
@@ -99,7 +106,7 @@ def init_jwt(app):
         user = live_session_user(payload)
         if user is None:
             return True
-        note_user(payload["sub"])
+        authenticated(payload["sub"])
         remember_token_user(user)
         return False
 
@@ -115,7 +122,9 @@ def init_jwt(app):
 
 def init_api(app):
     """The flask-smorest Api serving /api/v1/openapi.json and /api/v1/docs."""
+    errors.init_app(app)
     api = ProblemApi(app, spec_kwargs={
+        "extra_plugins": [ProblemContentPlugin()],
         "info": {"description": "Vigil: accounts, JWT tokens and content. Every error is "
                                 "application/problem+json (RFC 9457)."},
     })

@@ -13,22 +13,15 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import click
-from flask import request
+from flask import current_app, request
 from flask.cli import AppGroup
-from peewee import (
-    CharField,
-    DatabaseError,
-    DateTimeField,
-    FloatField,
-    IntegerField,
-    InterfaceError,
-    Model,
-)
+from peewee import DatabaseError, InterfaceError
 
+from api import events
+from api.config import NOT_API_TRAFFIC
 from api.db import database
 from api.errors import problem
-from api.logs import telemetry_enabled
-from api.metrics import FAULT_KINDS, count_fault, is_tracked
+from api.models import FaultSwitch, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +30,11 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 MAX_DURATION = timedelta(hours=24)
 MAX_LATENCY_MS = 25_000  # below gunicorn's worker timeout, so a drill never kills workers
+FAULT_KINDS = ("error", "latency", "readiness")
 INJECTED_FAULT_TYPE = "https://vigil.invalid/problems/injected-fault"
+READINESS_ENDPOINT = "health.ready"
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
-
-class FaultSwitch(Model):
-    """One switched-on fault kind; off once ``expires_at`` (UTC) has passed."""
-
-    kind = CharField(max_length=16, primary_key=True)
-    ratio = FloatField()
-    latency_ms = IntegerField(default=0)
-    expires_at = DateTimeField()
-    set_at = DateTimeField()
-
-    class Meta:
-        database = database
-        table_name = "fault_switches"
-
-
-def _utcnow():
-    return datetime.now(UTC).replace(tzinfo=None)
+_NOT_API_TRAFFIC = re.compile(NOT_API_TRAFFIC)
 
 
 class _Switches:
@@ -70,7 +48,7 @@ class _Switches:
     def refresh(self):
         self.due = time.monotonic() + POLL_SECONDS
         try:
-            rows = list(FaultSwitch.select().where(FaultSwitch.expires_at > _utcnow()).tuples())
+            rows = list(FaultSwitch.select().where(FaultSwitch.expires_at > utcnow()).tuples())
         except (DatabaseError, InterfaceError) as e:
             # Keep the last known switches (each still expires on time) and retry later.
             if not self.failing:
@@ -92,67 +70,63 @@ class _Switches:
         return self.active
 
 
-def _switches(app):
-    switches = app.extensions.get("vigil_faults")
-    if switches is None:
-        switches = app.extensions["vigil_faults"] = _Switches()
-    return switches
-
-
 def active_switches(app):
-    """Kind -> (ratio, latency_ms, expires epoch) of the switches on now (cached)."""
-    return _switches(app).current()
+    """Kind -> (ratio, latency_ms, expires epoch) of the switches on now (cached per app)."""
+    return app.extensions["vigil_faults"].current()
+
+
+def _injected(kind, **fields):
+    events.fault_injected.send(current_app._get_current_object(), kind=kind)
+    log.warning("fault injected", extra={"fault": kind, **fields})
 
 
 def _inject(switches):
-    """Before the request's hooks: apply the latency and error switches to API requests."""
-    if not is_tracked(request.url_rule):
-        return None
+    """Apply the switches to this request; a problem response when the error switch hits."""
     active = switches.current()
+    if request.endpoint == READINESS_ENDPOINT:
+        # The readiness check itself (fault_switch_readiness) fails the request; it is
+        # counted here, once per /health/ready answered while the switch is on.
+        if "readiness" in active:
+            _injected("readiness")
+        return None
+    if _NOT_API_TRAFFIC.match(request.path):
+        return None
     latency = active.get("latency")
     if latency and random.random() < latency[0]:
-        count_fault("latency")
-        log.warning("fault injected", extra={"fault": "latency", "latency_ms": latency[1]})
+        _injected("latency", latency_ms=latency[1])
         time.sleep(latency[1] / 1000)
     error = active.get("error")
     if error and random.random() < error[0]:
-        count_fault("error")
-        log.warning("fault injected", extra={"fault": "error"})
+        _injected("error")
         return problem(500, detail="Injected fault: the error switch is on (fire drill).",
                        type_=INJECTED_FAULT_TYPE)
     return None
 
 
 def init_app(app):
-    """Register the fault check, the readiness check and the ``flask faults`` commands."""
+    """Register the fault hook, the readiness check and the ``flask faults`` commands."""
     app.cli.add_command(faults_cli)
-    if not telemetry_enabled(app):
+    if app.config["TELEMETRY"] == "off":
         return
-    switches = _switches(app)
-    preprocess_request = app.preprocess_request
+    switches = app.extensions["vigil_faults"] = _Switches()
 
-    def preprocess_with_faults():
-        # Runs where Flask runs before_request hooks, so an injected error is an ordinary
-        # problem response. A wrapper rather than a hook: with no switch on and the poll
-        # not due (nearly every request) it costs one comparison, not a hook call.
+    @app.before_request
+    def inject_faults():
+        # With no switch on and the poll not due (nearly every request) this costs one
+        # comparison. A before_request hook, so an injected error is an ordinary problem
+        # response and injected latency falls inside the measured request duration.
         if switches.active or time.monotonic() >= switches.due:
-            response = _inject(switches)
-            if response is not None:
-                return response
-        return preprocess_request()
-
-    app.preprocess_request = preprocess_with_faults
+            return _inject(switches)
+        return None
 
     def fault_switch_readiness():
-        readiness = active_switches(app).get("readiness")
+        readiness = switches.current().get("readiness")
         if not readiness:
             return None
-        count_fault("readiness")
-        log.warning("fault injected", extra={"fault": "readiness"})
         until = datetime.fromtimestamp(readiness[2], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return f"readiness fault switch is on until {until} (fire drill)"
 
-    app.extensions.setdefault("vigil_readiness_checks", []).append(fault_switch_readiness)
+    app.extensions["vigil_readiness_checks"].append(fault_switch_readiness)
 
 
 def parse_duration(text):
@@ -191,7 +165,7 @@ def _table_errors(action):
 
 def set_switch(kind, ratio, duration, latency_ms=0):
     """Switch ``kind`` on for ``duration`` (replacing any earlier setting of that kind)."""
-    now = _utcnow()
+    now = utcnow()
 
     def write():
         with database.atomic():
@@ -243,7 +217,7 @@ def readiness_command(duration):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status_command(as_json):
     """Show which switches are on and until when."""
-    now = _utcnow()
+    now = utcnow()
     rows = _table_errors(lambda: list(
         FaultSwitch.select().where(FaultSwitch.expires_at > now).order_by(FaultSwitch.kind)))
     active = {

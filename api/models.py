@@ -1,4 +1,4 @@
-"""The peewee models: users, refresh sessions, login failures and content items."""
+"""The peewee models: users, refresh sessions, login failures, content items, fault switches."""
 import uuid
 from datetime import UTC, datetime
 
@@ -6,6 +6,7 @@ from peewee import (
     BooleanField,
     CharField,
     DateTimeField,
+    FloatField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -74,3 +75,16 @@ class Content(BaseModel):
 
     class Meta:
         table_name = "content"
+
+
+class FaultSwitch(BaseModel):
+    """One switched-on fire-drill fault kind (api/faults.py); off once ``expires_at`` passed."""
+
+    kind = CharField(max_length=16, primary_key=True)
+    ratio = FloatField()
+    latency_ms = IntegerField(default=0)
+    expires_at = DateTimeField()
+    set_at = DateTimeField()
+
+    class Meta:
+        table_name = "fault_switches"

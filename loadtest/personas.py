@@ -1,8 +1,8 @@
 """Simulated API clients: readers, writers and sessions, each with its own account.
 
 Requests are named by the API's route templates (``name=``) so Locust's rows line up with the
-``route`` label of ``flask_http_request_total``; every response is checked against the status
-the contract promises, so a wrong answer is a failure even when it is fast.
+``route`` label of ``flask_http_request_duration_seconds_count``; every response is checked
+against the status the contract promises, so a wrong answer is a failure even when it is fast.
 
 Two rules keep the numbers honest under pressure. A 429 or 503 with ``Retry-After`` is
 back-pressure: the user waits as told and retries, within a budget, and the answer is counted

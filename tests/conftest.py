@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 
 from api import create_app
-from api.db import database
+from api.db import close_database
 from api.migrate import upgrade
 
 #: Cheap argon2 for speed; tests/api/test_passwords.py checks the production defaults.
@@ -225,12 +225,10 @@ def app(backend, request, tmp_path, app_config):
     try:
         yield app
     finally:
-        db = database.obj
         if backend == "postgres":
-            _truncate_all(db)
-            db.close_all()
-        elif not db.is_closed():
-            db.close()
+            with app.app_context():
+                _truncate_all(app.extensions["vigil_database"])
+        close_database(app)
 
 
 @pytest.fixture

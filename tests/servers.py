@@ -7,6 +7,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,8 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
+#: The virtualenv running the tests (.venv, or .venv-py313 in the Python 3.13 tier).
+VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT = 45.0
 STOP_TIMEOUT = 15.0
 

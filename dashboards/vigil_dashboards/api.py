@@ -207,8 +207,10 @@ def _edge_row():
 def _traffic_row():
     route = f'{API}, route=~"$route"'
     buckets = f"flask_http_request_duration_seconds_bucket{{{route}}}"
-    by_route = f"flask_http_request_total{{{route}}}"
-    errors_by_route = f'flask_http_request_total{{{route}, status=~"5.."}}'
+    # prometheus-flask-exporter puts the route only on its histogram: its _count is the
+    # per-route request counter.
+    by_route = f"flask_http_request_duration_seconds_count{{{route}}}"
+    errors_by_route = f'flask_http_request_duration_seconds_count{{{route}, status=~"5.."}}'
     route_logs = ('{service="vigil-api", host=~"' + nav.HOSTS + '"} | json | '
                   'route="${__field.labels.route}" | status >= 500')
     return row(
@@ -241,10 +243,13 @@ def _traffic_row():
                    "the dashed line is the 300 ms objective.",
                    promql(f"histogram_quantile(0.99, {_rate(buckets, 'le, route')})",
                           "{{route}}"), unit="s", steps=((RED, OBJECTIVE_SECONDS),)),
-        timeseries("Unhandled exceptions by route", "Exceptions that escaped a view per second "
-                   "(each became a 500), by route; 0 for routes with traffic and none.",
-                   promql(_zero_filled(f"flask_http_request_exceptions_total{{{route}}}",
-                                       by_route, "route"), "{{route}}"), unit="reqps"),
+        timeseries("Unhandled exceptions by method", "Exceptions no error handler took per "
+                   "second (each became a 500), by method; 0 for methods with traffic and none. "
+                   "Refusals such as a bad token's 401 are not exceptions. Which route: the 5xx "
+                   "panel above, or the log lines with exc_info.",
+                   promql(_zero_filled(f"flask_http_request_exceptions_total{{{API}}}",
+                                       f"flask_http_request_total{{{API}}}", "method"),
+                          "{{method}}"), unit="reqps"),
     )
 
 
@@ -328,8 +333,8 @@ def build():
     variables = [
         constant("job", "vigil-api"),
         query_variable("instance", 'label_values(up{job="vigil-api"}, instance)'),
-        query_variable("route", 'label_values(flask_http_request_total{job="vigil-api", '
-                       'instance=~"$instance"}, route)'),
+        query_variable("route", 'label_values(flask_http_request_duration_seconds_count{'
+                       'job="vigil-api", instance=~"$instance"}, route)'),
     ]
     annotations = [
         PrometheusAnnotation(

@@ -14,13 +14,14 @@ from tests.conftest import make_app
 
 
 def test_backend_is_what_the_url_says(app, backend):
-    db = database.obj
+    db = app.extensions["vigil_database"]
+    assert database.obj is db
     if backend == "sqlite":
         assert isinstance(db, TimedSqliteDatabase)
         with app.app_context():
             assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
-        assert pool_stats() is None
+        assert pool_stats(db) is None
     else:
         assert isinstance(db, TimedPooledPostgresqlDatabase)
         assert isinstance(db, PooledPostgresqlDatabase)
@@ -30,24 +31,28 @@ def test_backend_is_what_the_url_says(app, backend):
 def test_postgres_urls_are_pooled(tmp_path, scheme):
     app = create_app({"DATABASE_URL": f"{scheme}://u:p@127.0.0.1:1/db", "DB_POOL_MAX": 7,
                       "JWT_SECRET_KEY": "k" * 40})
-    assert isinstance(database.obj, TimedPooledPostgresqlDatabase)
-    assert pool_stats() == {"in_use": 0, "idle": 0, "max": 7}
+    db = app.extensions["vigil_database"]
+    assert isinstance(db, TimedPooledPostgresqlDatabase)
+    assert pool_stats(db) == {"in_use": 0, "idle": 0, "max": 7}
     assert app.config["DB_POOL_MAX"] == 7
 
 
 @pytest.mark.postgres
 def test_pool_stats_count_connections(postgres_url):
     app = make_app(postgres_url, DB_POOL_MAX=5)
+    db = app.extensions["vigil_database"]
     try:
         with app.app_context():
             database.connect()
-            assert pool_stats() == {"in_use": 1, "idle": 0, "max": 5}
+            assert pool_stats(db) == {"in_use": 1, "idle": 0, "max": 5}
             database.close()
-            assert pool_stats() == {"in_use": 0, "idle": 1, "max": 5}
+            assert pool_stats(db) == {"in_use": 0, "idle": 1, "max": 5}
         app.test_client().get("/health/ready")
-        assert pool_stats()["in_use"] == 0
+        assert pool_stats(db)["in_use"] == 0
+        db.close_all()  # closed connections no longer count as idle
+        assert pool_stats(db) == {"in_use": 0, "idle": 0, "max": 5}
     finally:
-        database.obj.close_all()
+        db.close_all()
 
 
 def test_default_database_is_sqlite_in_the_instance_folder(monkeypatch):

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def make(*args, timeout=60):
-    # -o keeps make from reinstalling the venv when someone just touched pyproject.toml
+    # The virtualenv running these tests (.venv, or .venv-py313 in the Python 3.13 tier);
+    # -o keeps make from reinstalling it when someone just touched pyproject.toml.
+    venv = Path(sys.prefix)
     return subprocess.run(
-        ["make", "--no-print-directory", "-o", ".venv/.installed", *args],
+        ["make", "--no-print-directory", f"VENV={venv}", "-o", f"{venv}/.installed", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

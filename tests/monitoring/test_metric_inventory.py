@@ -56,8 +56,11 @@ def test_every_exporter_metric_used_is_in_the_inventory():
 @pytest.mark.postgres
 def test_every_api_metric_used_is_served_by_a_live_api(tmp_path, postgres_url):
     """A real gunicorn API on PostgreSQL (so the pool gauge exists), scraped after some traffic."""
-    with run_api(tmp_path, workers=2, env={"VIGIL_DATABASE_URL": postgres_url}) as api:
-        for path in ("/api/v1/content", "/api/v1/nope", "/health/ready"):
+    # The crash route makes flask_http_request_exceptions_total exist: prometheus-flask-exporter
+    # creates its series at the first exception.
+    with run_api(tmp_path, workers=2, env={"VIGIL_DATABASE_URL": postgres_url},
+                 app="tests.telemetry.crash_app:app") as api:
+        for path in ("/api/v1/content", "/api/v1/nope", "/health/ready", "/api/v1/test/crash"):
             requests.get(api.url + path, timeout=10)
         requests.post(api.url + "/api/v1/auth/login", timeout=10,
                       json={"email": "nobody@example.com", "password": "wrong password!"})

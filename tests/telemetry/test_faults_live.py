@@ -80,8 +80,10 @@ def test_error_switch_is_obeyed_by_every_worker_counted_and_logged(api):
                  and x["message"] == "fault injected") - logged_before
     assert injected == logged >= len(seen)
     # They are ordinary 500s to the request metrics, so error-rate alerts fire.
-    assert metrics.value("flask_http_request_total", method="GET", status="500",
-                         route="/api/v1/content/<id>") >= len(seen)
+    assert metrics.value("flask_http_request_duration_seconds_count", method="GET",
+                         status="500", route="/api/v1/content/<id>") >= len(seen)
+    # An injected error is an answer, not a crash: no exception is counted.
+    assert metrics.series("flask_http_request_exceptions_total") == []
     # Health, metrics and docs stay untouched.
     for path in ("/health/live", "/health/ready", "/metrics", "/api/v1/openapi.json"):
         assert requests.get(f"{api.url}{path}", timeout=30).status_code == 200
@@ -142,18 +144,38 @@ def test_readiness_switch_fails_readiness_only(api):
     before = scrape(api).value("vigil_faults_injected_total", kind="readiness")
     api.flask("faults", "readiness", "--for", "1m", check=True)
 
+    refused = []  # every 503 /health/ready gave (a Response of a 503 is falsy: kept aside)
+
     def not_ready():
         r = requests.get(f"{api.url}/health/ready", timeout=30)
-        return r if r.status_code == 503 else None
+        if r.status_code == 503:
+            refused.append(r)
+        return bool(refused)
 
-    r = wait_for(not_ready, OBEY_WITHIN)
-    assert r is not None and "readiness fault switch is on" in r.json()["detail"]
+    assert wait_for(not_ready, OBEY_WITHIN)
+    assert "readiness fault switch is on" in refused[0].json()["detail"]
     assert requests.get(f"{api.url}/health/live", timeout=30).status_code == 200
     assert _injected(_burst(api, 20)) == 0
-    metrics = scrape(api)
-    assert metrics.value("vigil_fault_active", kind="readiness") == 1
-    assert metrics.value("vigil_ready") == 0
-    assert metrics.value("vigil_faults_injected_total", kind="readiness") - before >= 1
+
+    # Scrapes read readiness without injecting anything: only /health/ready answers count,
+    # and only they log "fault injected".
+    def readiness_logged():
+        return sum(1 for x in log_lines(api) if x.get("fault") == "readiness")
+
+    time.sleep(OBEY_WITHIN)  # now every worker has seen the switch
+    refused += [r for r in (requests.get(f"{api.url}/health/ready", timeout=30)
+                            for _ in range(8)) if r.status_code == 503]
+    counted = scrape(api).value("vigil_faults_injected_total", kind="readiness") - before
+    logged = readiness_logged()
+    for _ in range(6):
+        metrics = scrape(api)
+        assert metrics.value("vigil_fault_active", kind="readiness") == 1
+        assert metrics.value("vigil_ready") == 0
+    assert metrics.value("vigil_faults_injected_total", kind="readiness") - before == counted
+    assert readiness_logged() == logged
+    # Each 503 from /health/ready is one injected fault, counted and logged once (a worker
+    # that had not seen the switch yet answered 200 and counted nothing).
+    assert counted == logged == len(refused) >= 2
     api.flask("faults", "clear", "readiness", check=True)
     assert wait_for(lambda: requests.get(f"{api.url}/health/ready", timeout=30)
                     .status_code == 200, OBEY_WITHIN)

@@ -1,9 +1,11 @@
-"""api.logs without gunicorn: the JSON line, the access line, and telemetry switched off."""
+"""api.telemetry's logging without a server: the JSON line, the access queue, the settings."""
 import datetime
 import io
 import json
 import logging
+import logging.handlers
 import os
+import threading
 import time
 
 import pytest
@@ -12,16 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api import create_app
-from api.logs import (
-    ENVIRON_KEY,
-    BatchedAccessLog,
-    GunicornLogger,
-    JsonFormatter,
-    RequestFacts,
-    _route_json,
-    new_id,
-    route_template,
-)
+from api.config import ConfigError
+from api.telemetry.access import AccessLogQueue, GunicornLogger, access_fields, access_record
+from api.telemetry.context import ENVIRON_KEY, RequestFacts
+from api.telemetry.logs import JsonFormatter
 
 
 def make_app(database_url, **config):
@@ -37,11 +33,18 @@ def test_app_line_has_fixed_fields_then_extras():
     record = logger.makeRecord("test.vigil", logging.WARNING, __file__, 1, "disk %s full", ("/",),
                                None, extra={"fault": "error", "ratio": 0.5})
     line = _format(record)
-    assert list(line)[:7] == ["timestamp", "level", "logger", "message", "service", "env", "pid"]
+    assert list(line)[:7] == ["timestamp", "level", "logger", "message", "pid", "service", "env"]
     assert line["message"] == "disk / full" and line["level"] == "warning"
     assert line["service"] == "vigil-api" and line["env"] == "production"
+    assert line["pid"] == os.getpid()
     assert line["fault"] == "error" and line["ratio"] == 0.5
-    assert "args" not in line and "msg" not in line and "pathname" not in line
+    for plumbing in ("args", "msg", "pathname", "taskName", "threadName", "levelno"):
+        assert plumbing not in line
+
+
+def test_timestamp_is_rfc3339_utc_with_milliseconds():
+    record = logging.makeLogRecord({"msg": "x", "created": 1700000000.25, "msecs": 250.0})
+    assert _format(record)["timestamp"] == "2023-11-14T22:13:20.250Z"
 
 
 def test_exceptions_are_one_line():
@@ -50,34 +53,33 @@ def test_exceptions_are_one_line():
     except RuntimeError:
         record = logging.getLogger("x").makeRecord(
             "x", logging.ERROR, __file__, 1, "failed", (), __import__("sys").exc_info())
-    text = JsonFormatter().format(record)
+    text = JsonFormatter(env="x").format(record)
     assert "\n" not in text and "RuntimeError: boom" in json.loads(text)["exc_info"]
 
 
-def _gunicorn_logger(batch="1"):
+def _gunicorn_logger(monkeypatch, batch="1", handler=None):
+    # gunicorn's loggers are process-wide: start from no handler, as a fresh gunicorn does.
+    logging.getLogger("gunicorn.access").handlers.clear()
+    monkeypatch.setenv("VIGIL_ACCESS_LOG_BATCH", batch)
     cfg = Config()
     cfg.set("accesslog", "-")
-    os.environ["VIGIL_ACCESS_LOG_BATCH"] = batch
-    try:
-        log = GunicornLogger(cfg)
-    finally:
-        del os.environ["VIGIL_ACCESS_LOG_BATCH"]
+    log = GunicornLogger(cfg)
     out = io.StringIO()
-    log.access_log.handlers[0].setStream(out)
+    if handler is None:
+        log.access_log.handlers[0].setStream(out)
+    else:
+        log.access_log.handlers = [handler]
+        handler.setFormatter(JsonFormatter(env="x"))
     return log, out
 
 
 class _Response:
-    status_code = 201
-
-
-class _Rule:
-    rule = "/api/v1/content/<uuid:item_id>"
+    status = "201 Created"
 
 
 def _environ(**extra):
-    facts = RequestFacts("rid", "tid")
-    facts.rule, facts.user_id = _Rule(), "u-1"
+    facts = RequestFacts("rid", "tid", route="/api/v1/content/<item_id>")
+    facts.user_id = "u-1"
     return {
         "REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/content/42", "QUERY_STRING": "a=secret",
         "REMOTE_ADDR": "10.0.0.9", "HTTP_USER_AGENT": "ua/1", "HTTP_AUTHORIZATION": "Bearer t0k",
@@ -85,8 +87,8 @@ def _environ(**extra):
     }
 
 
-def test_access_line_is_built_from_fixed_fields_only():
-    log, out = _gunicorn_logger()
+def test_access_line_is_built_from_fixed_fields_only(monkeypatch):
+    log, out = _gunicorn_logger(monkeypatch)
     log.access(_Response, None, _environ(), datetime.timedelta(milliseconds=12.5))
     text = out.getvalue()
     line = json.loads(text)
@@ -100,50 +102,84 @@ def test_access_line_is_built_from_fixed_fields_only():
         assert secret not in text
 
 
-def test_access_lines_are_queued_and_written_as_one_batch():
-    log, out = _gunicorn_logger(batch="3")
-    writes = []
-    out.write = lambda text, _write=out.write: (writes.append(text), _write(text))[1]
+def test_a_refusal_without_a_status_code_still_gets_its_line(monkeypatch):
+    """gunicorn's handle_error passes a Response with only ``status`` set (issue 15, #9)."""
+    log, out = _gunicorn_logger(monkeypatch)
+
+    class Refusal:
+        status = "400 Bad Request"
+
+    log.access(Refusal, None, {"REQUEST_METHOD": "GET", "PATH_INFO": "/x",
+                               "REMOTE_ADDR": "10.0.0.1"}, datetime.timedelta(0))
+    line = json.loads(out.getvalue())
+    assert line["status"] == 400 and line["request_id"] is None and line["path"] == "/x"
+
+
+def test_access_lines_are_queued_and_written_by_batch(monkeypatch):
+    log, out = _gunicorn_logger(monkeypatch, batch="3")
     for n in range(5):
         log.access(_Response, None, _environ(PATH_INFO=f"/p/{n}"), datetime.timedelta(0))
     # three requests make a batch, written at once; two wait for the next batch or a flush
-    assert len(writes) == 1 and writes[0].count("\n") == 3
-    log.flush_access()
-    assert len(writes) == 2
+    assert [json.loads(x)["path"] for x in out.getvalue().splitlines()] == ["/p/0", "/p/1", "/p/2"]
+    log.close_access()
     paths = [json.loads(line)["path"] for line in out.getvalue().splitlines()]
     assert paths == [f"/p/{n}" for n in range(5)]  # whole lines, in request order
-    log.flush_access()
-    assert len(writes) == 2  # nothing queued, nothing written
 
 
-def test_queued_access_lines_are_written_by_the_timer():
-    handler = logging.StreamHandler(io.StringIO())
-    batch = BatchedAccessLog([handler], lambda text: text, limit=1000, interval=0.05)
-    batch.add(("one\n",))
-    assert handler.stream.getvalue() == ""
-    deadline = time.monotonic() + 5
-    while not handler.stream.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert handler.stream.getvalue() == "one\n"
+def test_batched_lines_go_through_the_handler_so_a_rotating_file_rotates(monkeypatch, tmp_path):
+    path = tmp_path / "access.log"
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=4000, backupCount=20)
+    log, _ = _gunicorn_logger(monkeypatch, batch="50", handler=handler)
+    for n in range(40):
+        log.access(_Response, None, _environ(PATH_INFO=f"/p/{n}"), datetime.timedelta(0))
+    log.close_access()
+    handler.close()
+    files = sorted(tmp_path.glob("access.log*"))
+    assert len(files) > 1, "the rotating handler never rotated"
+    lines = [json.loads(x) for f in files for x in f.read_text().splitlines()]
+    assert sorted(x["path"] for x in lines) == sorted(f"/p/{n}" for n in range(40))
+    assert all(f.stat().st_size <= 4000 for f in files)
 
 
-def test_a_forked_child_does_not_inherit_queued_lines(tmp_path):
-    handler = logging.StreamHandler(io.StringIO())
-    batch = BatchedAccessLog([handler], lambda text: text, limit=1000, interval=60)
-    batch.add(("parent\n",))
-    report = tmp_path / "child"
-    pid = os.fork()
-    if pid == 0:  # the child: its queue must be empty, its ids its own
-        try:
-            report.write_text(json.dumps({"queued": len(batch._queue), "id": new_id()}))
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-    child = json.loads(report.read_text())
-    assert child["queued"] == 0
-    assert child["id"] != new_id()  # the id pool is emptied in the child, so ids differ
-    batch.flush()
-    assert handler.stream.getvalue() == "parent\n"
+def test_the_flusher_writes_queued_lines_and_runs_only_once_started():
+    out = io.StringIO()
+    logger = logging.getLogger("test.vigil.access")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)  # as gunicorn sets its access logger
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter(env="x"))
+    logger.handlers = [handler]
+    queue = AccessLogQueue(logger, limit=1000, interval=0.05)
+    threads = threading.active_count()
+    queue.add((time.time(), "GET", "/one", 200, 0, None, None, None, None, None, None))
+    time.sleep(0.2)
+    # No thread until start(): gunicorn forks workers from the master, and a process that
+    # forks must not run threads (Python 3.12+ warns, and forked locks can deadlock).
+    assert out.getvalue() == "" and threading.active_count() == threads
+    queue.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert json.loads(out.getvalue())["path"] == "/one"
+    finally:
+        queue.stop()
+    assert threading.active_count() == threads
+
+
+def test_a_line_that_cannot_be_made_costs_only_itself(caplog):
+    out = io.StringIO()
+    logger = logging.getLogger("test.vigil.access2")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.handlers = [logging.StreamHandler(out)]
+    queue = AccessLogQueue(logger, limit=3, interval=60)
+    good = (time.time(), "GET", "/a", 200, 0, None, None, None, None, None, None)
+    queue.add(good)
+    queue.add(("not", "enough", "fields"))
+    queue.add(good[:2] + ("/b",) + good[3:])
+    assert [line.split()[1] for line in out.getvalue().splitlines()] == ["/a", "/b"]
+    assert "access log line dropped" in caplog.text
 
 
 @pytest.mark.parametrize("name,value", [("VIGIL_ACCESS_LOG_BATCH", "0"),
@@ -161,30 +197,26 @@ def test_bad_access_log_settings_stop_gunicorn_with_a_clear_message(monkeypatch,
 _text = st.text(st.characters(codec="utf-8"), max_size=40)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(method=_text, path=_text, status=st.integers(100, 599),
        microseconds=st.integers(0, 10**10), request_id=st.none() | _text,
-       trace_id=st.none() | _text, user_id=st.none() | _text, remote_addr=st.none() | _text,
-       user_agent=st.none() | _text,
-       rule=st.none() | st.sampled_from(["/a/<id>", '/b/<int:n>/"q"', "/\u00e9/\\x"]),
-       created=st.floats(0, 4e9), env=_text)
-def test_access_line_is_exactly_what_the_json_encoder_writes(
-        method, path, status, microseconds, request_id, trace_id, user_id, remote_addr,
-        user_agent, rule, created, env):
-    formatter = JsonFormatter(env=env or "x")
-    rule = None if rule is None else type("Rule", (), {"rule": rule})()
-    line = formatter.access_line(method, path, status, microseconds, request_id, trace_id,
-                                 _route_json(rule), user_id, remote_addr, user_agent, created)
-    expected = {
-        "timestamp": formatter._timestamp(created), "level": "info", "logger": "gunicorn.access",
-        "message": f"{method} {path} {status}", "service": "vigil-api", "env": env or "x",
-        "pid": os.getpid(), "request_id": request_id, "trace_id": trace_id, "method": method,
-        "route": route_template(rule), "path": path, "status": status,
-        "duration_ms": microseconds / 1000, "user_id": user_id, "remote_addr": remote_addr,
-        "user_agent": user_agent,
-    }
-    assert line == formatter.jsonify_log_record(expected) + "\n"
-    assert line.count("\n") == 1  # one line whatever the request carried
+       user_agent=st.none() | _text, created=st.floats(0, 4e9), env=_text)
+def test_batched_lines_are_exactly_what_the_formatter_writes_for_the_record(
+        method, path, status, microseconds, request_id, user_agent, created, env):
+    """The batch path (format_fields) and python-json-logger's format of the same LogRecord
+    give the same bytes, for any request data: one JSON line carrying the values."""
+    formatter = JsonFormatter(env=env)
+    args = (created, method, path, status, microseconds, request_id, "t", "/a/<id>", None,
+            "10.0.0.1", user_agent)
+    record = access_record(*args)
+    text = formatter.format(record)
+    assert formatter.format_fields(created, "info", "gunicorn.access", record.getMessage(),
+                                   record.process, access_fields(*args[1:])) == text
+    assert "\n" not in text and "\r" not in text
+    line = json.loads(text)
+    assert (line["method"], line["path"], line["status"], line["request_id"],
+            line["user_agent"], line["duration_ms"]) == (
+        method, path, status, request_id, user_agent, microseconds / 1000)
 
 
 def test_telemetry_off_removes_request_hooks_and_metrics(tmp_path):
@@ -204,36 +236,23 @@ def test_telemetry_on_in_process_serves_metrics(tmp_path):
     assert r.json["request_id"] == "in-process-1"
     body = client.get("/metrics").get_data(as_text=True)
     assert "vigil_build_info" in body and "vigil_process_resident_memory_bytes" in body
-    # The middleware hands the matched rule to the metrics in one process too.
-    assert ('flask_http_request_total{method="GET",route="/api/v1/content/<id>",status="401"}'
-            in body)
+    assert ('flask_http_request_duration_seconds_count{method="GET",'
+            'route="/api/v1/content/<id>",status="401"} 1.0' in body)
+    assert 'flask_http_request_total{method="GET",status="401"} 1.0' in body
 
 
 @pytest.mark.parametrize("setting,value", [("TELEMETRY", "maybe"), ("LOG_LEVEL", "LOUD")])
 def test_bad_settings_are_refused(tmp_path, setting, value):
-    with pytest.raises(ValueError, match=f"VIGIL_{setting}"):
+    with pytest.raises(ConfigError, match=f"VIGIL_{setting}"):
         make_app(f"sqlite:///{tmp_path / 'bad.db'}", **{setting: value})
 
 
-def test_a_line_that_cannot_be_formatted_costs_only_itself(caplog):
-    handler = logging.StreamHandler(io.StringIO())
-
-    def format_line(text):
-        return text.upper() + "\n"  # None has no upper(): that entry fails
-
-    batch = BatchedAccessLog([handler], format_line, limit=3, interval=60)
-    for entry in (("a",), (None,), ("b",)):
-        batch.add(entry)
-    assert handler.stream.getvalue() == "A\nB\n"
-    assert "access log line dropped" in caplog.text
-
-
-def test_access_line_through_logging_when_a_handler_is_not_a_plain_stream():
-    # e.g. a syslog handler, or one with a filter: the line goes through a LogRecord
-    log, out = _gunicorn_logger()
-    log.access_writer = None
-    log.access(_Response, None, _environ(), datetime.timedelta(microseconds=1500))
-    line = json.loads(out.getvalue())
-    assert line["logger"] == "gunicorn.access" and line["route"] == "/api/v1/content/<item_id>"
-    assert line["request_id"] == "rid" and line["duration_ms"] == 1.5 and line["status"] == 201
-    assert "secret" not in out.getvalue() and "t0k" not in out.getvalue()
+def test_a_batch_is_one_write_to_a_plain_stream(monkeypatch):
+    log, out = _gunicorn_logger(monkeypatch, batch="4")
+    writes = []
+    out.write = lambda text, _write=out.write: (writes.append(text), _write(text))[1]
+    for n in range(4):
+        log.access(_Response, None, _environ(PATH_INFO=f"/p/{n}"), datetime.timedelta(0))
+    assert len(writes) == 1 and writes[0].count("\n") == 4
+    assert [json.loads(x)["path"] for x in out.getvalue().splitlines()] == [
+        f"/p/{n}" for n in range(4)]

@@ -2,6 +2,7 @@
 import os
 import re
 import signal
+import socket
 import uuid
 
 import pytest
@@ -231,3 +232,36 @@ def test_queued_access_lines_are_written_within_the_flush_interval(tmp_path):
     with run_api(tmp_path, workers=2, env=env) as api:
         ids = _get_with_ids(api, "timer-", count=5)
         assert wait_for(lambda: len(_logged(api, "timer-")) == len(ids), 10)
+
+
+def _raw(api, head):
+    """Send raw request bytes; the status line of the answer."""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as sock:
+        sock.sendall(head)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.split(b"\r\n", 1)[0].decode()
+
+
+@pytest.mark.parametrize("head,status,path", [
+    # gunicorn refuses these itself, before the app; each still gets its access line.
+    (b"GET /refused/431 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, None),
+    (b"POST /refused/length HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400,
+     "/refused/length"),
+    (b"GET /refused/name HTTP/1.1\r\nHost: x\r\nBad Name: x\r\n\r\n", 400, None),
+    (b"GET /refused/line\r\n\r\n", 400, None),
+], ids=["oversized-header", "bad-content-length", "bad-header-name", "bad-request-line"])
+def test_requests_gunicorn_refuses_get_an_access_line(api, head, status, path):
+    def refusals():
+        return [x for x in access_lines(api) if x["status"] == status and x["path"] == path]
+
+    already = len(refusals())
+    assert _raw(api, head).startswith(f"HTTP/1.1 {status} ")
+    assert wait_for(lambda: len(refusals()) == already + 1, 10)
+    line = refusals()[-1]
+    assert line["remote_addr"] == "127.0.0.1" and line["request_id"] is None
+    assert "could not queue the access log line" not in api.read_log()

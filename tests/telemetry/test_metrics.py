@@ -1,131 +1,139 @@
-"""api.metrics without gunicorn: folding dead processes into the archive, the archive lock."""
-import os
-import subprocess
-import sys
-import textwrap
-import threading
-import time
+"""api.telemetry's metrics in one process (the test client): what is counted, and per app."""
+from datetime import timedelta
 
-from prometheus_client import CollectorRegistry
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from api.metrics import ARCHIVE_LOCK, LockedMultiProcessCollector, archive_lock, retire_process
-
-WRITER = textwrap.dedent("""
-    import os, sys
-    from prometheus_client import Counter, Gauge, Histogram
-    c = Counter("jobs_total", "jobs", ["kind"], registry=None)
-    h = Histogram("job_seconds", "durations", buckets=(0.1, 1.0), registry=None)
-    g = Gauge("pool", "pool", multiprocess_mode="livesum", registry=None)
-    for _ in range(int(sys.argv[1])):
-        c.labels("a").inc()
-        h.observe(0.05)
-    c.labels("b").inc(0)  # a zero series must survive its process
-    h.observe(0.5)
-    g.set(7)
-    print(os.getpid())
-""")
+from api import create_app
+from api.db import close_database, database
+from api.faults import set_switch
+from api.migrate import upgrade
+from tests.conftest import FAST_ARGON2
 
 
-def _write(directory, n):
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
-    done = subprocess.run([sys.executable, "-c", WRITER, str(n)], env=env, check=True,
-                          capture_output=True, text=True)
-    return int(done.stdout)
+def scrape(client):
+    """(sample name, frozenset of labels) -> value, from one GET /metrics."""
+    r = client.get("/metrics")
+    assert r.status_code == 200
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(r.get_data(as_text=True))
+            for s in family.samples}
 
 
-def _collect(directory):
-    registry = CollectorRegistry()
-    LockedMultiProcessCollector(registry, path=str(directory))
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in registry.collect() for s in family.samples}
+def value(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())))
 
 
-def test_retired_processes_keep_their_counts_and_lose_their_files(tmp_path):
-    pids = [_write(tmp_path, n) for n in (3, 5, 11)]
-    before = _collect(tmp_path)
-    for pid in pids[:2]:
-        retire_process(pid, str(tmp_path))
-        retire_process(pid, str(tmp_path))  # a second call changes nothing
-    after = _collect(tmp_path)
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted([ARCHIVE_LOCK, "counter_archive.db", "histogram_archive.db",
-                            f"counter_{pids[2]}.db", f"histogram_{pids[2]}.db",
-                            f"gauge_livesum_{pids[2]}.db"])
-    assert after[("jobs_total", (("kind", "a"),))] == 19
-    assert after[("jobs_total", (("kind", "b"),))] == 0
-    assert after[("job_seconds_count", ())] == 22
-    assert after[("job_seconds_bucket", (("le", "0.1"),))] == 19
-    assert after[("job_seconds_bucket", (("le", "1.0"),))] == 22
-    # Counters and histograms unchanged by retiring; the dead processes' gauges dropped.
-    assert {k: v for k, v in after.items() if k[0] != "pool"} == {
-        k: v for k, v in before.items() if k[0] != "pool"}
-    assert before[("pool", ())] == 21 and after[("pool", ())] == 7
-    retire_process(pids[2], str(tmp_path))
-    assert _collect(tmp_path)[("jobs_total", (("kind", "a"),))] == 19
+@pytest.fixture
+def crash_route(app):
+    def crash():
+        raise RuntimeError("a bug in a view")
+
+    app.add_url_rule("/api/v1/test/crash", "crash", crash)
+    return "/api/v1/test/crash"
 
 
-def test_retiring_waits_for_a_running_scrape(tmp_path):
-    pid = _write(tmp_path, 2)
-    released = threading.Event()
-
-    def scrape():
-        with archive_lock(str(tmp_path), shared=True):
-            time.sleep(0.5)
-        released.set()
-
-    reader = threading.Thread(target=scrape)
-    reader.start()
-    time.sleep(0.1)
-    retire_process(pid, str(tmp_path))
-    assert released.is_set(), "the archive was rewritten while a scrape was reading it"
-    reader.join()
-    assert _collect(tmp_path)[("jobs_total", (("kind", "a"),))] == 2
+def test_an_exception_that_became_a_500_is_counted(client, crash_route):
+    for _ in range(3):
+        r = client.get(crash_route)
+        assert r.status_code == 500 and r.mimetype == "application/problem+json"
+        assert "a bug in a view" not in r.get_data(as_text=True)
+    samples = scrape(client)
+    assert value(samples, "flask_http_request_exceptions_total", method="GET", status="500") == 3
+    assert value(samples, "flask_http_request_total", method="GET", status="500") == 3
+    assert value(samples, "flask_http_request_duration_seconds_count", method="GET",
+                 status="500", route="/api/v1/test/crash") == 3
 
 
-def test_retiring_an_unknown_process_is_harmless(tmp_path):
-    retire_process(424242, str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [ARCHIVE_LOCK]
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token"}])
+def test_jwt_refusals_are_not_exceptions(client, headers):
+    """flask-jwt-extended raises for a missing or bad token; its handler answers 401. Those
+    are refusals, not crashes (the dashboard's exceptions panel says each became a 500)."""
+    for _ in range(4):
+        assert client.get("/api/v1/users/me", headers=headers).status_code == 401
+    samples = scrape(client)
+    assert value(samples, "flask_http_request_total", method="GET", status="401") == 4
+    assert not [k for k, v in samples.items()
+                if k[0] == "flask_http_request_exceptions_total" and v]
 
 
-DIRECT_WRITER = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, sys.argv[1])
-    from prometheus_client import Counter
-    from api.metrics import _request_recorder, instruments
-    m = instruments()
-    labels = ("GET", "200", "/r")
-    record = _request_recorder(m.request_duration.labels(*labels),
-                               m.request_total.labels(*labels),
-                               m.request_exceptions.labels(*labels))
-    assert record.__qualname__.startswith("_direct_recorder"), record.__qualname__
-    for seconds in (0.001, 0.02, 0.3, 0.3, 7.0, 99.0):
-        record(seconds, False)
-    # Thousands of new series grow both files past their first mmap: the recorder's views
-    # of the old mappings must still land in the right slots.
-    filler = Counter("filler_total", "grows the counter file", ["n"], registry=None)
-    for n in range(3000):
-        filler.labels(str(n)).inc()
-        m.request_duration.labels("GET", "200", f"/grow/{n}").observe(0.1)
-    record(0.3, True)
-""")
+# SQLite only: the test takes the database away by deleting its file under the app.
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_database_unavailable_is_a_db_error_not_an_exception(app, client, backend):
+    db_path = app.config["DATABASE_URL"].removeprefix("sqlite:///")
+    import os
+
+    os.remove(db_path)
+    r = client.post("/api/v1/auth/login", json={"email": "a@example.com", "password": "x" * 12})
+    assert r.status_code == 503
+    samples = scrape(client)
+    assert value(samples, "vigil_db_errors_total") >= 1
+    assert not [k for k, v in samples.items()
+                if k[0] == "flask_http_request_exceptions_total" and v]
 
 
-def test_direct_request_metric_writes_are_exact_after_the_files_grow(tmp_path):
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    subprocess.run([sys.executable, "-c", DIRECT_WRITER, root], env=env, check=True,
-                   capture_output=True, text=True)
-    assert max(p.stat().st_size for p in tmp_path.glob("*.db")) > 64 * 1024  # they grew
-    values = _collect(tmp_path)
-    labels = (("method", "GET"), ("route", "/r"), ("status", "200"))
+def test_scrapes_do_not_inject_readiness_faults(app, client):
+    """/metrics reports vigil_ready from the readiness checks, which have no side effects:
+    only a /health/ready answered while the switch is on counts as an injected fault."""
+    with app.app_context():
+        set_switch("readiness", 1.0, timedelta(minutes=1))
+    for _ in range(5):
+        samples = scrape(client)
+        assert value(samples, "vigil_ready") == 0
+        assert value(samples, "vigil_fault_active", kind="readiness") == 1
+        assert value(samples, "vigil_faults_injected_total", kind="readiness") == 0
+    for _ in range(2):
+        assert client.get("/health/ready").status_code == 503
+    assert value(scrape(client), "vigil_faults_injected_total", kind="readiness") == 2
 
-    def bucket(le):
-        return values[("flask_http_request_duration_seconds_bucket", (("le", le),) + labels)]
 
-    assert values[("flask_http_request_total", labels)] == 7
-    assert values[("flask_http_request_exceptions_total", labels)] == 1
-    assert values[("flask_http_request_duration_seconds_count", labels)] == 7
-    assert abs(values[("flask_http_request_duration_seconds_sum", labels)] - 106.921) < 1e-9
-    # cumulative buckets: 0.001 and 0.02 under 0.025; three at 0.3 (a bound is inclusive)
-    assert (bucket("0.005"), bucket("0.025"), bucket("0.3"), bucket("5.0"),
-            bucket("10.0"), bucket("+Inf")) == (1, 2, 5, 5, 6, 7)
+def test_unknown_methods_are_refused_before_the_app_and_mint_no_series(client):
+    for method in ("FOO", "BAR", "PROPFIND"):
+        r = client.open("/api/v1/content", method=method, headers={"X-Request-ID": "m-1"})
+        assert r.status_code == 501 and r.mimetype == "application/problem+json"
+        assert r.headers["X-Request-ID"] == "m-1" and r.json["request_id"] == "m-1"
+    methods = {dict(labels).get("method") for name, labels in scrape(client)
+               if name.startswith("flask_http_request")}
+    assert not {"FOO", "BAR", "PROPFIND"} & methods
+
+
+def test_health_metrics_and_docs_are_not_counted(client):
+    for path in ("/health/live", "/health/ready", "/metrics", "/api/v1/openapi.json",
+                 "/api/v1/docs", "/api/v1/docs/assets/swagger-ui.css"):
+        with client.get(path) as r:  # closes the file a static asset is sent from
+            assert r.status_code == 200, path
+    assert not [k for k in scrape(client) if k[0].startswith("flask_http_request")]
+
+
+def _app(tmp_path, name):
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / name}",
+                      "JWT_SECRET_KEY": "s" * 40, **FAST_ARGON2})
+    with app.app_context():
+        upgrade()
+    return app
+
+
+def test_a_second_app_neither_closes_nor_shares_the_first_ones_state(tmp_path):
+    first = _app(tmp_path, "first.db")
+    first_client = first.test_client()
+    r = first_client.post("/api/v1/auth/register",
+                          json={"email": "one@example.com", "password": "x" * 12})
+    assert r.status_code == 201
+    second = _app(tmp_path, "second.db")
+    try:
+        # The first app still works on its own database; the second one sees only its own.
+        with first.app_context():
+            assert database.obj is first.extensions["vigil_database"]
+            assert database.execute_sql("SELECT COUNT(*) FROM users").fetchone()[0] == 1
+        with second.app_context():
+            assert database.execute_sql("SELECT COUNT(*) FROM users").fetchone()[0] == 0
+        second.test_client().get("/api/v1/users/me")
+        # Each app counts its own requests and events, in its own registry.
+        assert value(scrape(first_client), "vigil_auth_events_total", event="login_success") == 0
+        assert value(scrape(first_client), "flask_http_request_total",
+                     method="POST", status="201") == 1
+        assert value(scrape(second.test_client()), "flask_http_request_total",
+                     method="POST", status="201") is None
+    finally:
+        close_database(first)
+        close_database(second)
