@@ -82,7 +82,7 @@ def _tasks(role):
     ("alertmanager", "/etc/prometheus/alertmanager.yml", "amtool check-config %s"),
     ("nginx", "/etc/nginx/conf.d/vigil.conf", "nginx -t"),
     ("common", "/etc/nftables.conf", "nft -c -f %s"),
-    ("common", "/etc/ssh/sshd_config.d/50-vigil-hardening.conf", "sshd -t -f %s"),
+    ("common", "/etc/ssh/sshd_config.d/00-vigil-hardening.conf", "sshd -t -f %s"),
     ("loki", "/etc/loki/config.yml", "loki -verify-config"),
     ("alloy", "/etc/alloy/config.alloy", "alloy fmt %s"),
 ])
