@@ -20,6 +20,16 @@ DRILL_RECEIVER_LOG ?=
 
 CHECK_TARGETS += check-rules test-rules check-alertmanager check-routes check-dashboards
 LINT_TARGETS += lint-monitoring
+# Grafana's own LogQL grammar and dashboard schema from npm, pinned by the lockfile in
+# dashboards/grafana-packages/ (the dashboard tests run them with node); `make setup` installs them.
+DASHBOARD_NPM := dashboards/grafana-packages/node_modules/.package-lock.json
+
+$(DASHBOARD_NPM): dashboards/grafana-packages/package.json dashboards/grafana-packages/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: apt-get install nodejs npm" >&2; exit 1; }
+	npm ci --prefix dashboards/grafana-packages --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(DASHBOARD_NPM)
 
 .PHONY: slo dashboards check-rules test-rules check-alertmanager check-routes check-dashboards \
 	lint-monitoring test-monitoring drill drill-one
@@ -27,7 +37,7 @@ LINT_TARGETS += lint-monitoring
 slo: setup ## regenerate SLO recording rules, burn-rate alerts and their tests from alerts/slo.yml
 	$(PY) alerts/slo_rules.py
 
-dashboards: setup ## rebuild dashboards/*.json from dashboards/build_dashboards.py
+dashboards: setup ## rebuild dashboards/*.json from dashboards/vigil_dashboards/ (grafana-foundation-sdk)
 	$(PY) dashboards/build_dashboards.py
 
 check-rules: ## promtool check rules on every Prometheus rule file

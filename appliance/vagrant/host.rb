@@ -72,6 +72,7 @@ module VigilHost
         fail!("box #{box} is not registered: build it with `sudo make lxc-box` (debootstrap, about 3 minutes)")
       end
       check_private_network!(machines.map { |m| m[:ip] })
+      machines.each { |m| check_address_free!(m, root) unless created?(root, m[:name], "lxc") }
     elsif provider == "virtualbox" && !system("VBoxManage", "--version", out: File::NULL, err: File::NULL)
       fail!("VirtualBox (VBoxManage) not found: install VirtualBox, or use --provider=libvirt or --provider=lxc")
     end
@@ -97,6 +98,21 @@ module VigilHost
         fail!("#{subnet}/24 is already on #{ifa.name} (#{ifa.addr.ip_address}): remove it or bring Vigil " \
               "up with the provider that owns it")
       end
+    end
+  end
+
+  # Another checkout's container on the same address (two `vagrant up`s at once) would make both
+  # unreachable: LXC keeps each container's address in its config.
+  def check_address_free!(machine, root)
+    Dir.glob("/var/lib/lxc/*/config").each do |config|
+      text = File.read(config) rescue next
+      next unless text.include?("ipv4.address=#{machine[:ip]}/")
+
+      other = text[/^lxc\.mount\.entry\s*=\s*(\S+) vagrant /, 1] || File.basename(File.dirname(config))
+      next if other == root
+
+      fail!("#{machine[:ip]} is taken by the LXC container #{File.basename(File.dirname(config))} " \
+            "(from #{other}): `vagrant destroy` it there first")
     end
   end
 

@@ -21,11 +21,12 @@ def _post_up_message(output):
 def test_post_up_message_lists_the_urls_that_work_with_lxc(appliance):
     message = _post_up_message(appliance.site_run.stdout)
     assert "Vigil appliance (single, lxc) is provisioned" in message
-    urls = re.findall(r"https?://\S+", message)
+    urls = [url.rstrip(").,") for url in re.findall(r"https?://\S+", message)]
     # lxc forwards no ports: every URL is the machine's own address on the project's bridge.
     assert sorted(urls) == sorted([
         f"https://{MACHINE_IP}/api/v1/docs", f"https://{MACHINE_IP}/health/ready",
-        f"http://{MACHINE_IP}:9090/", f"http://{MACHINE_IP}:9093/"]), message
+        f"http://{MACHINE_IP}:9090/", f"http://{MACHINE_IP}:9093/",
+        f"https://{MACHINE_IP}/alerts/"]), message
     for url in urls:
         r = appliance.http.get(url, timeout=15)
         assert r.status_code == 200, (url, r.status_code, r.text[:300])

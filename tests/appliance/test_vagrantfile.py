@@ -78,3 +78,17 @@ def test_a_forwarded_port_in_use_is_named(project):
 ])
 def test_bad_settings_are_one_line(project, env, words):
     assert words in _one_line(vagrant(project, "status", env=env))
+
+
+def test_an_address_taken_by_another_checkouts_container_is_named(project):
+    """Two checkouts' `vagrant up` at once would share 192.168.56.10: the second one stops."""
+    fake = Path("/var/lib/lxc/vigil-preflight-test")
+    fake.mkdir(parents=True)
+    try:
+        (fake / "config").write_text("lxc.net.1.ipv4.address=192.168.56.10/24\n"
+                                     "lxc.mount.entry=/elsewhere/vigil vagrant none bind 0 0\n")
+        line = _one_line(vagrant(project, "up", "--provider=lxc"))
+    finally:
+        shutil.rmtree(fake)
+    assert "192.168.56.10 is taken by the LXC container vigil-preflight-test" in line
+    assert "/elsewhere/vigil" in line

@@ -5,6 +5,8 @@ unreachable), so these tests do NOT run them: they parse the files and check the
 the references that matter. The appliance tests exercise the real services.
 """
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 import rule_files as rf
@@ -72,8 +74,8 @@ def test_alloy_keeps_labels_to_the_fixed_set():
     set_labels = set(re.findall(r'target_label\s*=\s*"(\w+)"', ALLOY))
     for block in re.findall(r"(?:stage\.labels|external_labels|labels)\s*=?\s*\{([^}]*)\}", ALLOY):
         set_labels |= set(re.findall(r"(\w+)\s*=", block)) - {"values"}
-    set_labels |= set(re.findall(r'"?(\w+)"?\s*=\s*"[^"]*",?\s*(?=[\w"]|\})',
-                                 re.search(r"path_targets = \[\{(.*)\}\]", ALLOY).group(1)))
+    for targets in re.findall(r"path_targets = \[\{(.*)\}\]", ALLOY):
+        set_labels |= set(re.findall(r'"?(\w+)"?\s*=\s*"[^"]*",?\s*(?=[\w"]|\})', targets))
     # Fields stage.pack folds into the JSON line leave the stream labels in the same stage.
     packed = {label for block in re.findall(r"stage\.pack\s*\{\s*labels\s*=\s*\[([^\]]*)\]", ALLOY)
               for label in re.findall(r'"(\w+)"', block)}
@@ -125,6 +127,67 @@ def test_the_dashboard_log_query_is_sane():
 @pytest.mark.parametrize("bad", ['{app="x"} |= "y"', '{service="x" | json', "rate(x[5m])"])
 def test_logql_check_catches_mistakes(bad):
     assert logql_problems(bad)
+
+
+# ---- PostgreSQL's own log file ------------------------------------------------------------------
+
+def _block(kind, label):
+    """The body of one Alloy component block (no nested braces in strings assumed)."""
+    start = ALLOY.index(f'{kind} "{label}" {{')
+    depth, i = 0, ALLOY.index("{", start)
+    for j in range(i, len(ALLOY)):
+        depth += (ALLOY[j] == "{") - (ALLOY[j] == "}")
+        if depth == 0:
+            return ALLOY[i + 1:j]
+    raise AssertionError(f"{kind} {label} is not closed")
+
+
+def _alloy_string(block, attribute):
+    """An Alloy string attribute, unescaped the way Alloy reads it."""
+    raw = re.search(rf'{attribute}\s*=\s*"((?:\\.|[^"\\])*)"', block).group(1)
+    return raw.encode().decode("unicode_escape")
+
+
+def test_alloy_tails_postgresqls_log_files_as_service_postgresql():
+    match = _block("local.file_match", "postgresql")
+    assert '"__path__" = "/var/log/postgresql/postgresql-*.log"' in match
+    assert 'service = "postgresql"' in match
+    process = _block("loki.process", "postgresql")
+    assert "loki.write.local.receiver" in process and "stage.label_keep" in process
+
+
+@pytest.mark.postgres
+def test_alloy_reads_time_and_level_from_real_postgresql_log_lines(tmp_path):
+    """A real PostgreSQL with Debian's log_line_prefix writes a session error and background
+    lines; the block's firstline and regex (RE2 syntax that Python's re reads the same) must
+    find each entry's start, its timestamp and its level."""
+    from tests.conftest import PostgresCluster
+
+    debian = Path("/etc/postgresql-common/createcluster.conf").read_text()
+    prefix = re.search(r"^log_line_prefix\s*=\s*'(.*)'", debian, re.M)
+    cluster = PostgresCluster()
+    try:
+        with Path(cluster.data, "postgresql.conf").open("a") as conf:
+            conf.write(f"log_line_prefix = '{prefix.group(1).replace('%%', '%')}'\n")
+        cluster.start()
+        subprocess.run([*cluster.as_user, f"{cluster.bin}/psql", cluster.url, "-Xc",
+                        "SELECT * FROM no_such_table"], capture_output=True, timeout=60)
+        cluster.stop()
+        lines = Path(cluster.dir, "log").read_text().splitlines()
+    finally:
+        cluster.destroy()
+    process = _block("loki.process", "postgresql")
+    firstline = re.compile(_alloy_string(process, "firstline"))
+    regex = re.compile(_alloy_string(process, "expression"))
+    entries = [line for line in lines if firstline.search(line)]
+    assert entries and len(entries) >= len(lines) // 2, lines
+    found = [regex.match(line) for line in entries]
+    assert all(found), [e for e, m in zip(entries, found, strict=True) if not m]
+    levels = {m.group("level") for m in found}
+    assert {"LOG", "ERROR", "STATEMENT"} <= levels, levels
+    error = next(m for m in found if m.group("level") == "ERROR")
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} \w+",
+                        error.group("timestamp"))
 
 
 def test_alloy_ships_nginx_access_and_error_logs_as_json():

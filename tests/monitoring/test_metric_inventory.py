@@ -24,10 +24,13 @@ def used_metrics():
         for metric in rf.metric_names(rule["expr"]):
             name = rule.get("alert") or rule.get("record")
             used.setdefault(metric, []).append(f"{rule['_file']}:{name}")
-    for path in sorted(rf.DASHBOARDS.glob("*.json")):
+    for path in sorted(rf.DASHBOARDS.glob("vigil-*.json")):
         board = json.loads(path.read_text())
-        exprs = [t["expr"] for p in board["panels"] if p.get("datasource", {}).get("type")
+        # Collapsed rows hold their panels inside the row.
+        every = [q for p in board["panels"] for q in [p, *p.get("panels", [])]]
+        exprs = [t["expr"] for p in every if p.get("datasource", {}).get("type")
                  == "prometheus" for t in p["targets"]]
+        exprs += [a["expr"] for a in board["annotations"]["list"]]
         for expr in exprs:
             expr = expr.replace("$__rate_interval", "5m").replace("$job", "vigil-api")
             for metric in rf.metric_names(expr.replace("$route", ".*").replace("$instance", "x")):
