@@ -50,12 +50,12 @@ def _render(role, template, groups, hostvars, **extra):
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster_inventory():
     return _inventory("cluster")
 
 
-def test_prometheus_targets_come_from_the_inventory(cluster, tmp_path):
-    groups, hostvars = cluster
+def test_prometheus_targets_come_from_the_inventory(cluster_inventory, tmp_path):
+    groups, hostvars = cluster_inventory
     rendered = yaml.safe_load(_render("prometheus", "prometheus.yml.j2", groups, hostvars,
                                       playbook_dir=str(REPO / "playbooks")))
     jobs = {j["job_name"]: [t for sc in j["static_configs"] for t in sc["targets"]]
@@ -248,3 +248,52 @@ def test_nginx_auth_limit_allowlist_comes_from_the_inventory(inventory, from_inv
                       nginx_auth_limit_exempt_addresses=["load-host.example"])
     cp = check_config(for_loopback(bad, 80, 443), tmp_path / "bad")
     assert cp.returncode != 0 and "load-host.example" in cp.stderr
+
+
+# ---- Exposure (issue 14), both topologies ---------------------------------------------------
+@pytest.mark.parametrize("inventory,host", [("vagrant", "vigil"), ("cluster", "mon1")])
+def test_no_prometheus_exposes_its_lifecycle_api(inventory, host):
+    """--web.enable-lifecycle lets anyone reaching the port stop Prometheus (POST /-/quit);
+    both Prometheus servers reload on SIGHUP instead."""
+    groups, hostvars = _inventory(inventory)
+    context = {"inventory_hostname": host, "playbook_dir": str(REPO / "playbooks"),
+               **hostvars[host]}
+    main = _render("prometheus", "prometheus.default.j2", groups, hostvars, **context)
+    longterm = _render("prometheus_longterm", "prometheus-longterm.service.j2", groups, hostvars,
+                       **context)
+    assert "--web.listen-address=" in main and "--web.listen-address=" in longterm
+    for text in (main, longterm):
+        assert "enable-lifecycle" not in text.replace("No --web.enable-lifecycle", "")
+
+
+def test_grafana_serves_https_with_a_generated_secret_key():
+    groups, hostvars = _inventory("vagrant")
+    ini = _render("grafana", "grafana.ini.j2", groups, hostvars, inventory_hostname="vigil",
+                  playbook_dir=str(REPO / "playbooks"), **hostvars["vigil"])
+    settings = dict(re.findall(r"^(\w+) = (.*)$", ini, re.M))
+    assert settings["protocol"] == "https"
+    assert settings["secret_key"] == "$__file{/etc/grafana/secret_key}"
+    assert settings["cookie_secure"] == "true"
+    tasks = yaml.safe_load((ROLES / "grafana" / "tasks" / "configure.yml").read_text())
+    [key] = [t for t in tasks if t["name"] == "Generate the secret key once"]
+    assert key["ansible.builtin.copy"]["force"] is False  # generated once, never replaced
+    assert key["ansible.builtin.copy"]["mode"] == "0600"
+
+
+def test_the_sshd_drop_in_sorts_before_cloud_inits():
+    """sshd keeps the first value it reads, in file-name order: 50-cloud-init.conf (cloud
+    images, PasswordAuthentication yes) must come after Vigil's hardening."""
+    tasks = yaml.safe_load((ROLES / "common" / "tasks" / "configure.yml").read_text())
+    drop_ins = [t["ansible.builtin.template"]["dest"] for t in tasks
+                if "sshd_config.d" in str(t.get("ansible.builtin.template", {}).get("dest"))]
+    assert drop_ins and all(os.path.basename(d) < "50-cloud-init.conf" for d in drop_ins)
+
+
+def test_the_vagrant_inventories_trust_single_addresses_not_the_bridge():
+    """The hypervisor host sits on 192.168.56.0/24 too: the inventories name the operator's
+    address and VirtualBox's NAT address, never the whole network."""
+    for name in ("vagrant", "cluster"):
+        _, hostvars = _inventory(name)
+        for host, variables in hostvars.items():
+            networks = variables.get("common_firewall_operator_networks", [])
+            assert networks and all(n.endswith("/32") for n in networks), (name, host, networks)
