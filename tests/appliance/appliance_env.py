@@ -21,6 +21,21 @@ INVENTORY = "appliance/inventories/vagrant/hosts.yml"
 FULL_INVENTORY = "appliance/inventories/vagrant"
 MACHINE = "vigil"
 MACHINE_IP = "192.168.56.10"
+# The cluster CI brings up (VIGIL_TOPOLOGY=cluster): every host of the Vagrantfile's cluster but
+# the load generator load1, which VIGIL_TEST_CLUSTER_LOADGEN=1 adds (CI's time: ADR 0071).
+CLUSTER_LOADGEN = os.environ.get("VIGIL_TEST_CLUSTER_LOADGEN", "0") == "1"
+CLUSTER_ENV = {"VIGIL_TOPOLOGY": "cluster", "VIGIL_LOGS": "0",
+               "VIGIL_LOADGEN": "1" if CLUSTER_LOADGEN else "0"}
+CLUSTER_HOSTS = {"lb1": "192.168.56.21", "app1": "192.168.56.22", "app2": "192.168.56.23",
+                 "db1": "192.168.56.24", "db2": "192.168.56.25", "mon1": "192.168.56.26",
+                 **({"load1": "192.168.56.27"} if CLUSTER_LOADGEN else {})}
+CLUSTER_CONTROLLER = "mon1"
+# The inventory the Vagrantfile hands ansible_local for CLUSTER_ENV.
+CLUSTER_INVENTORY = (["-i", "appliance/inventories/cluster/hosts.yml"]
+                     + (["-i", "appliance/inventories/cluster/loadgen.yml"] if CLUSTER_LOADGEN
+                        else []))
+# Filled by the cluster proof (tests/appliance/test_cluster.py), printed at the end and saved.
+CLUSTER_FIGURES = {}
 # Prometheus jobs every provisioned appliance scrapes.
 CORE_JOBS = {"vigil-api", "node", "postgres", "prometheus", "alertmanager",
              "nginx", "nginx-log", "edge-probe", "prometheus-longterm"}
