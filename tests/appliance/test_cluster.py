@@ -319,9 +319,13 @@ def test_stopping_an_api_node_under_load_loses_no_request_and_tickets_it(cluster
         tickets = [a for r in receiver.since(stopped) for a in drills._alerts(r)
                    if a["labels"].get("alertname") == "ApiTargetDown"]
         assert {a["labels"]["instance"] for a in tickets} == {"app1"}  # the inventory's name
-        before = _requests_per_node(cluster)
         cluster.run("app1", "systemctl", "start", "vigil-api")
-        # Back in rotation: nginx's fail_timeout passes and app1 takes requests again.
+        # Back in rotation: nginx's fail_timeout passes and app1 takes requests again (its
+        # counters start again from zero with the new process).
+        cluster.run("app1", "sh", "-c", "until curl -fsS -o /dev/null "
+                    f"http://{CLUSTER_HOSTS['app1']}:8000/health/ready; do sleep 1; done",
+                    timeout=90)
+        before = _requests_per_node(cluster)
         deadline = time.monotonic() + 60
         while _requests_per_node(cluster)["app1"] - before["app1"] < 5:
             for _ in range(10):
