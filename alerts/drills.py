@@ -1,11 +1,10 @@
 """Fire drills in real time on a provisioned appliance: one fault at a time under light load.
 
 Usage (also `make drill`):
-  python alerts/drills.py --address 10.213.0.2 --exec "python3 appliance/container/nspawn.py
-      exec --name vigil --" [--only api-stopped,postgres-stopped] [--quiet-minutes 30]
-      [--report reports/drill.json]
-  With Vagrant: --address 192.168.56.10 --exec "vagrant ssh -c" --exec-join
-  (--exec-join passes the command as one quoted string, as `ssh`-like runners want).
+  python alerts/drills.py --address 192.168.56.10 --exec "vagrant ssh -- sudo" --exec-join
+      [--only api-stopped,postgres-stopped] [--quiet-minutes 30] [--report reports/drill.json]
+  (--exec-join passes the command as one quoted string, as `ssh`-like runners want; an
+  argv-style runner such as `lxc-attach -n NAME --` goes without it).
 
 The runner reaches the machine only through what it is given: an address (HTTPS through nginx,
 Prometheus on :9090, Alertmanager on :9093) and a command runner that runs argv as root on it

@@ -103,10 +103,9 @@ class MachineLoad:
         total, idle = self._cpu()
         busy = 1 - (idle - self._idle0) / max(1, total - self._t0)
         lxc = subprocess.run(["lxc-ls", "-1", "--running"], capture_output=True, text=True)
-        nspawn = list(Path("/run/vigil-appliance").glob("*.json"))
         return {"cpu_busy": round(busy, 2), "load1_start": round(self.load_start, 2),
                 "load1_end": round(os.getloadavg()[0], 2), "cores": os.cpu_count(),
-                "other_containers": max(0, len(lxc.stdout.split()) - 1) + len(nspawn)}
+                "other_containers": max(0, len(lxc.stdout.split()) - 1)}
 
 
 class Appliance:

@@ -69,13 +69,15 @@ lint-monitoring: setup
 test-monitoring: setup ## monitoring tests only (add PYTEST_ARGS='-m "not stack"' to skip the live ones)
 	$(PY) -m pytest tests/monitoring $(PYTEST_ARGS)
 
-DRILL_ADDRESS ?=
-DRILL_EXEC ?= python3 appliance/container/nspawn.py exec --name $(or $(APPLIANCE_NAME),vigil) --
+# Defaults reach the single VM that `make appliance` (vagrant up) brought up: its address on
+# every provider, and root on it through `vagrant ssh` (the command passed as one string).
+DRILL_ADDRESS ?= 192.168.56.10
+DRILL_EXEC ?= vagrant ssh -- sudo
+DRILL_EXEC_JOIN ?= --exec-join
 DRILL_ARGS ?=
 
-drill: setup ## real-time fire drills on the appliance: DRILL_ADDRESS=<ip> [DRILL_EXEC=...] [DRILL_ARGS=...]
-	@test -n "$(DRILL_ADDRESS)" || { echo "DRILL_ADDRESS=<the appliance's address> is required"; exit 2; }
-	$(PY) alerts/drills.py --address $(DRILL_ADDRESS) --exec "$(DRILL_EXEC)" $(DRILL_ARGS)
+drill: setup ## real-time fire drills on the appliance: [DRILL_ADDRESS=<ip>] [DRILL_EXEC=...] [DRILL_ARGS=...]
+	$(PY) alerts/drills.py --address $(DRILL_ADDRESS) --exec "$(DRILL_EXEC)" $(DRILL_EXEC_JOIN) $(DRILL_ARGS)
 
 drill-one: setup ## one time-unscaled error drill against a running API + Prometheus + Alertmanager
 	$(PY) alerts/drill.py --api $(DRILL_API) --prometheus $(DRILL_PROMETHEUS) \

@@ -9,10 +9,12 @@ import ctypes
 import ctypes.util
 import importlib.util
 import json
+import shlex
+import subprocess
 import time
 
 import pytest
-from appliance_env import PROOF_TIMINGS, REPO
+from appliance_env import PROOF_TIMINGS, REPO, VAGRANT_ENV
 
 pytestmark = [pytest.mark.appliance, pytest.mark.slow]
 
@@ -117,3 +119,20 @@ def test_the_drill_subset_pages_once_in_time_and_resolves(appliance):
     assert not {"ApiReadinessFailing", "ApiDatabaseUnreachable"} & set(
         results["postgres-stopped"]["notified"])
     print(drills.table(doc["results"]))
+
+
+def test_make_drill_reaches_the_vagrant_machine_as_root_by_default(appliance, monkeypatch):
+    # `make drill` with no arguments, in the checkout that ran `vagrant up`: its address and its
+    # command runner are the Vagrant machine's, and an argument with a space survives the
+    # runner's quoting (`vagrant ssh -- sudo` passes one string to the remote shell).
+    dry = subprocess.run(["make", "-n", "drill"], cwd=appliance.project, capture_output=True,
+                         text=True, check=True).stdout
+    argv = shlex.split(next(line for line in dry.splitlines() if "alerts/drills.py" in line))
+    assert argv[argv.index("--address") + 1] == appliance.ip
+    monkeypatch.chdir(appliance.project)
+    for key, value in VAGRANT_ENV.items():
+        monkeypatch.setenv(key, value)
+    run = drills.command_runner(argv[argv.index("--exec") + 1], "--exec-join" in argv)
+    cp = run("sh", "-c", 'id -u; echo "$1"', "sh", "two words", timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    assert [line.strip() for line in cp.stdout.splitlines()][:2] == ["0", "two words"], cp.stdout

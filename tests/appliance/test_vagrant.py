@@ -37,6 +37,14 @@ def test_post_up_message_lists_the_urls_that_work_with_lxc(appliance):
     assert f"https://{MACHINE_IP}/alerts/" in message
 
 
+def test_the_guest_runs_the_pinned_ansible_core(appliance):
+    # ansible_local carries no version check (it can never match ansible-core's banner,
+    # ADR 0041): the pin holds because bootstrap-ansible.sh installs it, checked here.
+    pin = (appliance.project / "appliance" / "requirements.txt").read_text().strip()
+    banner = appliance.run("ansible", "--version").stdout.splitlines()[0]
+    assert banner == f"ansible [core {pin.split('==')[1]}]", banner
+
+
 def test_vagrant_provision_again_changes_nothing(appliance):
     cp = appliance.vagrant("provision", MACHINE)
     PROOF_TIMINGS["vagrant provision (nothing to change)"] = _seconds(appliance)
