@@ -25,6 +25,13 @@ DEFAULTS = {
     # (None: a per-user directory in the system's temporary directory).
     "PASSWORD_HASH_CONCURRENCY": None,
     "PASSWORD_HASH_SLOTS_DIR": None,
+    # The CPU priority hashes run at, in a thread of their own in each process: "idle"
+    # (Linux SCHED_IDLE: any other work on the node comes first), "nice" (nice 19) or
+    # "normal" (in the request's thread, as any other code).
+    "PASSWORD_HASH_PRIORITY": "idle",
+    # Seconds a request waits for its hash at low priority before answering 503 (below
+    # gunicorn's 30 s worker timeout).
+    "PASSWORD_HASH_WAIT_SECONDS": 10,
     "MAX_BODY_BYTES": 1024 * 1024,
     # Reverse proxies in front of the API (nginx on the appliance: 1). Their X-Forwarded-For and
     # X-Forwarded-Proto are trusted for that many hops, so logs carry the client's address.
@@ -72,6 +79,9 @@ def load_config(app, overrides=None):
     # One byte over the limit: werkzeug cuts a chunked body at MAX_CONTENT_LENGTH without an
     # error, so api.requests reads one byte more to tell a body at the limit from a longer one.
     cfg["MAX_CONTENT_LENGTH"] = int(cfg["MAX_BODY_BYTES"]) + 1
+    if cfg["PASSWORD_HASH_PRIORITY"] not in ("idle", "nice", "normal"):
+        raise ConfigError("VIGIL_PASSWORD_HASH_PRIORITY must be idle, nice or normal, not "
+                          f"{cfg['PASSWORD_HASH_PRIORITY']!r}")
     if not 0 <= int(cfg["PROXY_COUNT"]) <= 5:
         raise ConfigError(f"VIGIL_PROXY_COUNT must be 0 to 5, not {cfg['PROXY_COUNT']!r}")
     cfg["SECRET_KEY"] = cfg["JWT_SECRET_KEY"]

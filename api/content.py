@@ -11,14 +11,12 @@ from api.content_store import (
     delete_item,
     etag_of,
     find_visible_for_token,
-    list_visible,
     update_item,
+    visible_page_for_token,
 )
-from api.errors import problem, validation_problem
+from api.errors import problem
 from api.extensions import ApiBlueprint, revoked_token_problem
 from api.logs import note_user
-from api.models import Content
-from api.pagination import BadCursor, keyset_page
 from api.schemas import (
     ContentCreateSchema,
     ContentPageSchema,
@@ -65,18 +63,18 @@ def _with_etag(item, status=200, location=False):
 @bp.doc(security=BEARER, operationId="listContent", responses={200: {"links": {
     "NextPage": {"operationId": "listContent",
                  "parameters": {"cursor": "$response.body#/next_cursor"}}}}})
-@jwt_required()
-@bp.arguments(ContentQuerySchema, location="query", as_kwargs=True)
+@jwt_required(skip_revocation_check=True)  # checked in the page's own query
+# An instance, not the class: webargs would build a schema for every request.
+@bp.arguments(ContentQuerySchema(), location="query", as_kwargs=True)
 @bp.response(200, ContentPageSchema)
 @bp.alt_response(401, response="UNAUTHORIZED")
-def list_content(limit, cursor=None, owner=None, published=None, q=None):
+def list_content(limit, after=None, owner=None, published=None, q=None):
     """Published items of everyone plus the caller's drafts, newest first."""
-    query = list_visible(get_jwt_identity(), owner=owner, published=published, q=q)
-    try:
-        items, next_cursor = keyset_page(query, Content, limit, cursor)
-    except BadCursor:
-        return validation_problem([{"field": "cursor",
-                                    "message": "Not a cursor issued by this API."}])
+    user, items, next_cursor = visible_page_for_token(
+        get_jwt(), limit, after, owner=owner, published=published, q=q)
+    if user is None:
+        return revoked_token_problem()
+    note_user(user.id)
     return jsonify({"items": [content_document(item) for item in items],
                     "next_cursor": next_cursor})
 

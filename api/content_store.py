@@ -1,10 +1,12 @@
 """Content rules: who sees an item, who may change it, and lost-update protection."""
 import uuid
+from types import SimpleNamespace
 
-from peewee import JOIN
+from peewee import JOIN, SQL, IntegerField, NodeList
 
 from api.db import PreparedQuery
 from api.models import Content, RefreshSession, User, utcnow
+from api.pagination import newest_first, rows_after, split_page
 from api.sessions import SESSION_COLUMNS, live_session_user, session_id_of, user_of_live_session
 
 
@@ -28,16 +30,91 @@ def _parse_id(item_id):
         return None
 
 
-def list_visible(user_id, owner=None, published=None, q=None):
-    """Query for items the user may see: everyone's published items plus the user's drafts."""
-    query = Content.select().where(Content.is_published | (Content.owner == user_id))
-    if owner == "me":
-        query = query.where(Content.owner == user_id)
-    if published is not None:
-        query = query.where(Content.is_published == published)
-    if q:
-        query = query.where(Content.title.contains(q))
-    return query
+#: The columns a page shows (ContentSchema's, from the content table).
+_PAGE_COLUMNS = (Content.id, Content.title, Content.body, Content.is_published, Content.owner,
+                 Content.created_at, Content.updated_at)
+#: Converts a page's size for the database (a LIMIT has no column of its own).
+_PAGE_SIZE = IntegerField()
+
+
+def _page_query(has_cursor, mine, published, has_q):
+    """The prepared query for one combination of the list's filters: the token's session
+    (SESSION_COLUMNS) LEFT JOINed to a page of visible items, so one round trip answers
+    both and a live session with no items still gives its row. Parameters: session id,
+    caller id, then the title pattern, the cursor's (created_at, id) and the row count when
+    the shape has them."""
+    fields = [RefreshSession.id, Content.owner]
+    fields += [Content.title] if has_q else []
+    fields += [Content.created_at, Content.id] if has_cursor else []
+    fields.append(_PAGE_SIZE)
+
+    def build(session_id, user_id, *rest):
+        rest = list(rest)
+        pattern = rest.pop(0) if has_q else None
+        position = (rest.pop(0), rest.pop(0)) if has_cursor else None
+        rows = rest.pop(0)
+        visible = Content.is_published | (Content.owner == user_id)
+        if mine:
+            visible &= Content.owner == user_id
+        if published is not None:
+            # The filter's value is part of the shape, not a parameter.
+            visible &= Content.is_published if published else ~Content.is_published
+        if has_q:
+            visible &= Content.title ** NodeList((pattern, SQL("ESCAPE '\\'")))
+        if has_cursor:
+            visible &= rows_after(Content, position)
+        page = (Content.select(*_PAGE_COLUMNS).where(visible).order_by(*newest_first(Content))
+                .limit(rows).alias("page"))
+        return (RefreshSession.select(*SESSION_COLUMNS, *[page.c[f.column_name]
+                                                          for f in _PAGE_COLUMNS])
+                .join(User)
+                .join_from(RefreshSession, page, JOIN.LEFT_OUTER, on=SQL("1 = 1"))
+                .where(RefreshSession.id == session_id)
+                .order_by(page.c.created_at.desc(), page.c.id.desc()))
+
+    return PreparedQuery(Content, fields, build)
+
+
+_PAGE_QUERIES = {}  # (has_cursor, mine, published, has_q) -> PreparedQuery
+
+
+class _PageRow(SimpleNamespace):
+    """One row of a page query, the session's columns and an item's, as plain attributes."""
+
+    @property
+    def owner_id(self):
+        """The item's owner under the name a Content gives it (content_document reads it)."""
+        return self.owner
+
+
+def _like_pattern(text):
+    """A LIKE pattern (escape character \\) matching ``text`` anywhere, literally."""
+    for special in ("\\", "%", "_"):
+        text = text.replace(special, "\\" + special)
+    return f"%{text}%"
+
+
+def visible_page_for_token(claims, limit, after=None, owner=None, published=None, q=None):
+    """(user, items, next_cursor) for a token whose revocation check was skipped: the
+    session check and the page share one query. Items are everyone's published ones plus
+    the caller's drafts, newest first, after the ``after`` position (a decoded cursor),
+    filtered by ``owner`` ("me"), ``published`` and ``q`` (a title substring, any case).
+    user is None when the session is not live (a 401), and then there are no items.
+    """
+    shape = (after is not None, owner == "me", published, bool(q))
+    query = _PAGE_QUERIES.get(shape)
+    if query is None:
+        query = _PAGE_QUERIES[shape] = _page_query(*shape)
+    values = [session_id_of(claims), claims.get("sub")]
+    values += [_like_pattern(q)] if q else []
+    values += list(after) if after is not None else []
+    found = query.records(_PageRow, *values, limit + 1)
+    user = user_of_live_session(found[0] if found else None, claims)
+    if user is None:
+        return None, [], None
+    items = [item for item in found if item.id is not None]
+    items, next_cursor = split_page(items, limit, lambda item: (item.created_at, item.id))
+    return user, items, next_cursor
 
 
 _BY_ID = PreparedQuery(Content, [Content.id],

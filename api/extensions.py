@@ -2,7 +2,7 @@
 import http
 
 from flask import abort, send_from_directory
-from flask_jwt_extended import JWTManager
+from flask_jwt_extended import JWTManager, get_jwt, get_jwt_request_location
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 from flask_smorest.utils import prepare_response
@@ -12,7 +12,7 @@ from webargs.flaskparser import FlaskParser
 from api import errors
 from api.bodies import MalformedBody, parse_json_body
 from api.logs import note_user
-from api.sessions import live_session_user, remember_token_user
+from api.sessions import live_session_user, remember_token_user, token_user_known
 
 DOCS_ASSETS = "/api/v1/docs/assets/"
 _TOKEN_PROBLEM = "https://vigil.invalid/problems/invalid-token"
@@ -39,7 +39,18 @@ class ProblemApi(Api):
 
 
 class StrictJsonParser(FlaskParser):
-    """webargs' parser with Vigil's strict JSON bodies (api.bodies): every flaw is a 400."""
+    """webargs' parser with Vigil's strict JSON bodies (api.bodies): every flaw is a 400;
+    a dead session's 401 comes before any 422."""
+
+    def handle_error(self, error, req, schema, *, error_status_code, error_headers):
+        """A view that checks its token's session in its own query (skip_revocation_check)
+        has not checked it yet when its arguments fail: check it now, so a revoked token
+        learns nothing from validation."""
+        if get_jwt_request_location() is not None and not token_user_known() and (
+                live_session_user(get_jwt()) is None):
+            abort(revoked_token_problem())
+        super().handle_error(error, req, schema, error_status_code=error_status_code,
+                             error_headers=error_headers)
 
     def load_json(self, req, schema):
         """The parsed body of an operation that takes one (an empty body is an error too)."""

@@ -55,15 +55,22 @@ def decode_cursor(cursor):
         raise BadCursor("cursor payload unreadable") from e
 
 
-def keyset_page(query, model, limit, cursor=None):
-    """One page of ``query`` newest first, and the cursor of the next page (or None)."""
-    if cursor is not None:
-        created_at, item_id = decode_cursor(cursor)
-        query = query.where(
-            (model.created_at < created_at)
-            | ((model.created_at == created_at) & (model.id < item_id)))
-    rows = list(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1))
+def rows_after(model, position):
+    """The condition for rows after ``position`` (created_at, id) in newest-first order."""
+    created_at, item_id = position
+    return (model.created_at < created_at) | (
+        (model.created_at == created_at) & (model.id < item_id))
+
+
+def newest_first(model):
+    """The order of every page: newest first, the id breaking ties."""
+    return (model.created_at.desc(), model.id.desc())
+
+
+def split_page(rows, limit, position_of):
+    """(the first ``limit`` of ``rows``, the cursor of the next page or None): fetch one row
+    more than a page to know whether another follows. ``position_of(row)`` gives the row's
+    (created_at, id)."""
     if len(rows) <= limit:
         return rows, None
-    last = rows[limit - 1]
-    return rows[:limit], encode_cursor(last.created_at, last.id)
+    return rows[:limit], encode_cursor(*position_of(rows[limit - 1]))

@@ -1,10 +1,10 @@
 """marshmallow schemas: they validate requests and generate the OpenAPI document."""
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from api.emails import DOCUMENTED_PATTERN as EMAIL_PATTERN
 from api.emails import MAX_LENGTH as EMAIL_MAX_LENGTH
 from api.emails import InvalidEmail, normalise_email
-from api.pagination import CURSOR_PATTERN
+from api.pagination import CURSOR_PATTERN, BadCursor, decode_cursor
 
 #: Password bounds from the contract.
 PASSWORD_LENGTH = validate.Length(min=12, max=128)
@@ -160,6 +160,16 @@ class ContentQuerySchema(Schema):
     published = fields.Boolean(metadata={"description": "true or false"})
     q = Text(validate=validate.Length(max=200),
                       metadata={"description": "case-insensitive substring of the title"})
+
+    @post_load
+    def _position(self, data, **kwargs):
+        """The cursor becomes ``after``, the (created_at, id) it points after."""
+        if "cursor" in data:
+            try:
+                data["after"] = decode_cursor(data.pop("cursor"))
+            except BadCursor as e:
+                raise ValidationError("Not a cursor issued by this API.", "cursor") from e
+        return data
 
 
 class ContentPageSchema(Schema):

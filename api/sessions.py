@@ -114,6 +114,11 @@ def token_user():
     return g.vigil_token_user
 
 
+def token_user_known():
+    """Whether this request's token check already loaded its user (its session is live)."""
+    return "vigil_token_user" in g
+
+
 def session_id_of(claims):
     """The session id a token names (a UUID that matches no session when unusable)."""
     return _uuid(claims.get("sid"))

@@ -173,6 +173,7 @@ def test_list_filters(client, auth):
     _create(client, me, title="my public post", is_published=True)
     _create(client, other, title="Their PUBLIC post", is_published=True)
     _create(client, other, title="100% sure_thing", is_published=True)
+    _create(client, other, title="C:\\temp", is_published=True)
 
     def titles(query):
         r = client.get(f"{CONTENT}?{query}", headers=me.headers)
@@ -181,13 +182,15 @@ def test_list_filters(client, auth):
 
     assert titles("owner=me") == ["My Draft", "my public post"]
     assert titles("published=false") == ["My Draft"]
-    assert titles("published=true") == ["100% sure_thing", "Their PUBLIC post",
+    assert titles("published=true") == ["100% sure_thing", "C:\\temp", "Their PUBLIC post",
                                         "my public post"]
     assert titles("q=PUBLIC") == ["Their PUBLIC post", "my public post"]
     assert titles("q=public&owner=me") == ["my public post"]
     # LIKE wildcards in q are literal characters
     assert titles("q=%25") == ["100% sure_thing"]
     assert titles("q=_") == ["100% sure_thing"]
+    assert titles("q=%5C") == ["C:\\temp"]  # the escape character too
+    assert titles("q=post&published=true&owner=me") == ["my public post"]  # every filter at once
     assert titles("q=nothing-matches") == []
 
 

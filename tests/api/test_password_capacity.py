@@ -8,8 +8,18 @@ import time
 
 import pytest
 
+from api.config import ConfigError
 from api.models import LoginFailure
-from api.passwords import HashSlots, PasswordHashingBusy, default_hash_concurrency
+from api.passwords import (
+    HashSlots,
+    PasswordHashingBusy,
+    _in_hashing_thread,
+    default_hash_concurrency,
+    hash_password,
+    hashing_slot,
+    verify_password,
+)
+from tests.conftest import make_app
 
 LOGIN = "/api/v1/auth/login"
 
@@ -101,3 +111,40 @@ def test_beyond_capacity_hashing_requests_get_503_and_reads_go_on(app, client, a
         assert LoginFailure.select().count() == failures_before, "a refusal counted as a failure"
     assert client.post(path, json=body, headers=account.headers).status_code in (200, 201, 204,
                                                                                  401)
+
+
+@pytest.mark.parametrize("priority, policy, nice", [
+    ("idle", os.SCHED_IDLE, None), ("nice", os.SCHED_OTHER, 19)])
+def test_hashes_run_at_low_priority_and_requests_keep_theirs(tmp_path, priority, policy, nice):
+    """Hashes run in a thread of their own at the configured low priority (argon2's lane
+    threads inherit it), so reads preempt them; the request's own thread is untouched."""
+    app = make_app(f"sqlite:///{tmp_path / 'v.db'}", PASSWORD_HASH_PRIORITY=priority)
+    with app.app_context():
+        before = (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0))
+        assert verify_password(hash_password("correct horse battery"), "correct horse battery")
+        assert _in_hashing_thread(os.sched_getscheduler, 0) == policy
+        if nice is not None:
+            assert _in_hashing_thread(os.getpriority, os.PRIO_PROCESS, 0) == nice
+        assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)) == before
+
+
+def test_an_unknown_hash_priority_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="PASSWORD_HASH_PRIORITY"):
+        make_app(f"sqlite:///{tmp_path / 'v.db'}", PASSWORD_HASH_PRIORITY="high")
+
+
+def test_a_hash_past_its_wait_is_a_503_and_keeps_its_slot_until_it_ends(tmp_path):
+    """On saturated cores a low-priority hash may crawl: the request gives up after
+    PASSWORD_HASH_WAIT_SECONDS (503), but the slot stays taken while the hash still runs."""
+    slots_dir = tmp_path / "slots"
+    app = make_app(f"sqlite:///{tmp_path / 'v.db'}", PASSWORD_HASH_WAIT_SECONDS=0.1,
+                   PASSWORD_HASH_CONCURRENCY=1, PASSWORD_HASH_SLOTS_DIR=str(slots_dir))
+    other_process = HashSlots(str(slots_dir), 1)
+    with app.app_context():
+        with pytest.raises(PasswordHashingBusy), hashing_slot():
+            _in_hashing_thread(time.sleep, 1.0)  # a hash that takes 1 s
+        with pytest.raises(PasswordHashingBusy), other_process.slot():
+            pass  # still running: the slot is still taken
+        time.sleep(1.2)
+        with other_process.slot():
+            pass  # ended: free again

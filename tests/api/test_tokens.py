@@ -147,3 +147,16 @@ def test_a_dead_session_cannot_read_even_a_published_item(app, client, auth, how
         r = client.get(url, headers=reader.headers)
         assert r.status_code == 401, (url, r.json)
         assert r.json["detail"] == "Token has been revoked."
+
+
+@pytest.mark.parametrize("query", ["limit=0", "cursor=garbage", "owner=someone&limit=x"])
+def test_a_dead_session_gets_401_before_the_lists_422(client, auth, query):
+    """The list checks the session in its page query; arguments that fail validation first
+    still answer 401 for a dead session, so it learns nothing from them."""
+    reader = auth.signup()
+    url = f"/api/v1/content?{query}"
+    assert client.get(url, headers=reader.headers).status_code == 422
+    client.post("/api/v1/auth/logout", headers=reader.headers)
+    r = client.get(url, headers=reader.headers)
+    assert r.status_code == 401, r.json
+    assert r.json["detail"] == "Token has been revoked."

@@ -127,7 +127,8 @@ def pytest_collection_modifyitems(items):
     first = [i for i in items if i.name.startswith("test_a_fresh_healthy_appliance")]
     if first:
         rest = [i for i in items if i not in first]
-        at = next(n for n, i in enumerate(rest) if "appliance" in getattr(i, "fixturenames", ()))
+        uses = [n for n, i in enumerate(rest) if "appliance" in getattr(i, "fixturenames", ())]
+        at = uses[0] if uses else 0
         items[:] = rest[:at] + first + rest[at:]
 
 
