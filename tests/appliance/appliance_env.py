@@ -36,6 +36,9 @@ CLUSTER_INVENTORY = (["-i", "appliance/inventories/cluster/hosts.yml"]
                         else []))
 # Filled by the cluster proof (tests/appliance/test_cluster.py), printed at the end and saved.
 CLUSTER_FIGURES = {}
+# Where appliance/vagrant/host.rb notes that a Vigil run started lxc-net (host-wide: whichever
+# checkout destroys the last machine on LXC's bridge stops it).
+LXC_NET_MARKER = "/run/vigil-started-lxc-net"
 # Prometheus jobs every provisioned appliance scrapes.
 CORE_JOBS = {"vigil-api", "node", "postgres", "prometheus", "alertmanager",
              "nginx", "nginx-log", "edge-probe", "prometheus-longterm"}
@@ -100,17 +103,44 @@ def host_state():
     rules |= {f"nft {line}" for line in out("nft", "list", "ruleset").splitlines()
               if any(w in line for w in ours) or line.startswith("table") and "lxc" in line}
     rules = {re.sub(r"(counter )?packets \d+ bytes \d+ ?|\[\d+:\d+\]", "", rule) for rule in rules}
-    return {"containers": set(out("lxc-ls", "-1").split()), "links": links, "firewall": rules}
+    return {"containers": set(out("lxc-ls", "-1").split()), "links": links, "firewall": rules,
+            "lxc_net_marker": Path(LXC_NET_MARKER).exists()}
 
 
-def recap(stdout):
-    """{host: {ok, changed, failed, ...}} from ansible-playbook's PLAY RECAP."""
-    found = {}
-    for host, stats in re.findall(r"^\s*(\S+)\s+:\s+(ok=.*)$", stdout, re.M):
-        found[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", stats)}
-    return found
+def host_links(container):
+    """The host-side veth names of a running LXC container (`lxc-info` prints `Link:` lines)."""
+    out = subprocess.run(["lxc-info", "-n", container], capture_output=True, text=True).stdout
+    return set(re.findall(r"^Link:\s+(\S+)", out, re.M))
 
 
-def ok(cp):
-    """A failed command's exit code and output tails, for assertion messages."""
-    return f"exit {cp.returncode}\n{cp.stdout[-8000:]}\n{cp.stderr[-3000:]}"
+def bridge_members(bridge):
+    """The interfaces attached to a host bridge (empty when it has none or is gone)."""
+    brif = Path("/sys/class/net") / bridge / "brif"
+    return {p.name for p in brif.iterdir()} if brif.is_dir() else set()
+
+
+def destroy_left_nothing(before, own_containers, own_links):
+    """What must hold after `vagrant destroy -f` of one checkout's machines, also while another
+    checkout's machines still run (make test brings the single VM and the cluster up side by
+    side; docs/adr/0071): none of its containers or veths is left; and when no machine is left
+    on Vigil's bridge, the bridge is gone, lxc-net is stopped if a Vigil run started it and
+    nothing else uses it, and no container, link or firewall rule is on the host that was not
+    there before. Returns the machines still on Vigil's bridge (then the shared part is the
+    last checkout's to judge), else an empty set."""
+    after = host_state()
+    assert not own_containers & after["containers"], own_containers & after["containers"]
+    assert not own_links & after["links"], own_links & after["links"]
+    still = bridge_members("vigilbr0")
+    if still:
+        return still
+    assert "vigilbr0" not in after["links"], "vigilbr0 is left with no machine on it"
+    if not bridge_members("lxcbr0"):
+        assert not after["lxc_net_marker"], f"{LXC_NET_MARKER} is left: lxc-net was not stopped"
+        if before["lxc_net_marker"]:
+            assert "lxcbr0" not in after["links"], "lxc-net, started by a Vigil run, still runs"
+    assert after["containers"] <= before["containers"], after["containers"] - before["containers"]
+    new_links = {link for link in after["links"] - before["links"]
+                 if link.startswith(("veth", "vigilbr", "lxcbr"))}
+    assert not new_links, new_links
+    assert after["firewall"] <= before["firewall"], after["firewall"] - before["firewall"]
+    return set()

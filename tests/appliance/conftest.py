@@ -56,6 +56,11 @@ class Appliance:
         # REQUESTS_CA_BUNDLE in the environment would otherwise override verify.
         self.http.trust_env = False
 
+    def containers(self):
+        """{machine: LXC container name} of this checkout's machine."""
+        ids = (self.project / ".vagrant" / "machines").glob("*/lxc/id")
+        return {p.parent.parent.name: p.read_text().strip() for p in ids}
+
     def _refresh_ssh_config(self):
         cp = self.vagrant("ssh-config", MACHINE)
         assert cp.returncode == 0, cp.stderr
@@ -243,7 +248,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, host_before):
     """One `VIGIL_TOPOLOGY=cluster vagrant up --provider=lxc` of a fresh checkout for every
     cluster test, destroyed at the end whatever happened (test_cluster.py's last test destroys
     it and checks the host; this is for failed runs)."""

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from appliance_env import CLUSTER_CONTROLLER, CLUSTER_FIGURES, CLUSTER_HOSTS, REPO
+from appliance_env import (
+    CLUSTER_CONTROLLER,
+    CLUSTER_FIGURES,
+    CLUSTER_HOSTS,
+    NOT_EXECUTED,
+    REPO,
+    destroy_left_nothing,
+    host_links,
+)
 from appliance_env import ok as _ok
 from appliance_env import recap as _recap
 from prometheus_client.parser import text_string_to_metric_families
@@ -402,11 +410,15 @@ def test_promote_standby_makes_db2_the_primary_and_the_api_writes_again(cluster)
         _ok(cp)
 
 
-def test_vagrant_destroy_removes_every_machine_of_the_cluster(cluster):
+def test_vagrant_destroy_removes_every_machine_of_the_cluster(cluster, host_before):
     names = set(cluster.containers().values())
     assert len(names) == len(CLUSTER_HOSTS), names
+    own_links = set().union(*(host_links(name) for name in names))
+    assert len(own_links) == 2 * len(names), own_links  # eth0 and eth1 of each machine
     cp = cluster.vagrant("destroy", "-f")
     assert cp.returncode == 0, _ok(cp)
-    left = set(subprocess.run(["lxc-ls", "-1"], capture_output=True, text=True).stdout.split())
-    assert not names & left, names & left
+    still = destroy_left_nothing(host_before, names, own_links)
+    if still:
+        NOT_EXECUTED.append(f"NOT JUDGED HERE: the shared bridge and lxc-net after the cluster's "
+                            f"destroy ({len(still)} other machines' links still on vigilbr0)")
     assert not cluster.containers()
