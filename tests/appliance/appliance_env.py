@@ -144,3 +144,16 @@ def destroy_left_nothing(before, own_containers, own_links):
     assert not new_links, new_links
     assert after["firewall"] <= before["firewall"], after["firewall"] - before["firewall"]
     return set()
+
+
+def recap(stdout):
+    """{host: {ok, changed, failed, ...}} from ansible-playbook's PLAY RECAP."""
+    found = {}
+    for host, stats in re.findall(r"^\s*(\S+)\s+:\s+(ok=.*)$", stdout, re.M):
+        found[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", stats)}
+    return found
+
+
+def ok(cp):
+    """A failed command's exit code and output tails, for assertion messages."""
+    return f"exit {cp.returncode}\n{cp.stdout[-8000:]}\n{cp.stderr[-3000:]}"

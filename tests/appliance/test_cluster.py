@@ -31,7 +31,7 @@ from appliance_env import ok as _ok
 from appliance_env import recap as _recap
 from prometheus_client.parser import text_string_to_metric_families
 
-pytestmark = [pytest.mark.appliance, pytest.mark.slow]
+pytestmark = [pytest.mark.appliance, pytest.mark.cluster, pytest.mark.slow]
 
 _spec = importlib.util.spec_from_file_location("vigil_drills", REPO / "alerts" / "drills.py")
 drills = importlib.util.module_from_spec(_spec)
