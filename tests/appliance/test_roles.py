@@ -133,3 +133,20 @@ def test_the_firewall_starts_and_reloads_one_host_at_a_time():
     for name, where in (("Enable the firewall", tasks), ("Reload nftables", handlers)):
         task = next(t for t in where if t.get("name") == name)
         assert task.get("throttle") == 1, f"{name}: throttle {task.get('throttle')}"
+
+
+def test_a_new_grafana_admin_password_file_is_applied_to_the_running_grafana():
+    """Grafana reads admin_password at its first start only, so rotating it by deleting the
+    file (a new one is generated) must reach the running Grafana through its own CLI. Grafana
+    cannot be installed here (apt.grafana.com is out of reach): this checks the wiring only;
+    the command itself never ran on these machines."""
+    tasks = yaml.safe_load((ROLES / "grafana" / "tasks" / "configure.yml").read_text())
+    handlers = yaml.safe_load((ROLES / "grafana" / "handlers" / "main.yml").read_text())
+    generate = next(t for t in tasks if t.get("name") == "Generate the admin password once")
+    dest = generate["ansible.builtin.copy"]["dest"]
+    assert generate["ansible.builtin.copy"]["force"] is False
+    handler = next(h for h in handlers if h.get("name") == generate["notify"])
+    command = " ".join(str(v) for v in next(iter(
+        v for k, v in handler.items() if k.startswith("ansible.builtin.")))["cmd"].split())
+    assert "admin reset-admin-password --password-from-stdin" in command, command
+    assert command.endswith(f"< {dest}"), command
