@@ -1,5 +1,6 @@
 """Static gates on the appliance: ansible-lint (production profile), syntax, vagrant validate."""
 import os
+import re
 import subprocess
 
 import pytest
@@ -94,3 +95,17 @@ def test_ansible_playbook_runs_from_the_root_without_settings():
     cp = _run([venv_bin("ansible-playbook"), "playbooks/site.yml", "--list-tasks"])
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert "common : Install base packages" in cp.stdout
+
+
+def test_restore_stops_the_api_on_every_api_host_of_the_cluster_first():
+    """restore.yml on the cluster's inventory: the API stops on app1 and app2 before the
+    database is restored and starts on both after (the cluster proof restores nothing itself)."""
+    cp = _run([venv_bin("ansible-playbook"), "-i", "appliance/inventories/cluster/hosts.yml",
+               "playbooks/restore.yml", "--list-hosts"])
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    plays = re.findall(r"play #\d+ \((\w+)\): ([^\t\n]+).*?hosts \(\d+\):\n((?:\s+\S+\n)+)",
+                       cp.stdout, re.S)
+    hosts = [(group, name.strip(), set(block.split())) for group, name, block in plays]
+    assert [(g, h) for g, _, h in hosts] == [("api", {"app1", "app2"}), ("db", {"db1", "db2"}),
+                                             ("api", {"app1", "app2"})], hosts
+    assert hosts[0][1].startswith("Stop") and hosts[2][1].startswith("Start"), hosts
