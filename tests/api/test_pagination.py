@@ -2,7 +2,7 @@
 import threading
 import time
 
-from tests.conftest import make_app, wait_until
+from tests.conftest import wait_until
 
 CONTENT = "/api/v1/content"
 
@@ -15,8 +15,10 @@ def test_pages_skip_and_repeat_nothing_under_concurrent_inserts(app, client, aut
                         json={"title": f"existing {i}", "is_published": True})
         existing.add(r.json["id"])
 
-    writer_app = make_app(app.config["DATABASE_URL"])
-    writer = writer_app.test_client()
+    # The writer shares the reader's app: peewee keeps one connection per thread per
+    # database, so each thread opens and closes its own. A second app would rebind the
+    # models' process-wide proxy under the reader's feet and leave a connection unclosed.
+    writer = app.test_client()
     stop = threading.Event()
     inserted, errors = [], []
 
