@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 CHECK_TARGETS :=
 LINT_TARGETS := lint-python
 
-.PHONY: help setup setup-system constraints run test test-host test-py313 py313-prepare test-fast lint lint-python check bench clean
+.PHONY: help setup setup-system constraints run test lane-host lane-appliance lane-cluster test-host test-appliance test-cluster test-py313 py313-prepare test-fast lint lint-python check bench clean
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
@@ -51,26 +51,49 @@ run: setup ## start the API under gunicorn on SQLite (http://127.0.0.1:8000)
 	$(BIN)/flask --app api db upgrade
 	$(BIN)/gunicorn -c gunicorn.conf.py api.wsgi:app
 
-# TEST_PY313=no leaves out the second run on Python 3.13 (it needs root: systemd-nspawn).
+# `make test` runs three lanes side by side, each line prefixed with its lane's name, and
+# fails if any lane failed (after all three end; docs/adr/0071):
+#   host       every tier but the machines' on the host's Python (make test-host), then the
+#              API-side tiers again on Python 3.13 (make test-py313; TEST_PY313=no leaves it out)
+#   appliance  the single VM: `vagrant up --provider=lxc` of a fresh checkout (make test-appliance)
+#   cluster    VIGIL_TOPOLOGY=cluster on another fresh checkout (make test-cluster)
+# Both machine lanes need root; TEST_APPLIANCE=no leaves both out, TEST_CLUSTER=no the cluster.
 TEST_PY313 ?= yes
+TEST_APPLIANCE ?= yes
+TEST_CLUSTER ?= $(TEST_APPLIANCE)
+LANES := lane-host $(if $(filter yes,$(TEST_APPLIANCE)),lane-appliance) \
+	$(if $(filter yes,$(TEST_APPLIANCE)),$(if $(filter yes,$(TEST_CLUSTER)),lane-cluster))
 
-# While the suite runs on the host's Python, the 3.13 tier's root filesystem and virtualenv
-# are built beside it (minutes of downloads on a fresh machine; docs/adr/0019), so the
-# 3.13 tier starts on a warm cache. If either fails, make waits for the other, then stops.
-test: setup ## run every test tier (api, telemetry, monitoring, loadtest, appliance), then the appliance-side ones again on Python 3.13
-	@$(MAKE) --no-print-directory -j2 test-host $(if $(filter yes,$(TEST_PY313)),py313-prepare)
-	@if [ "$(TEST_PY313)" = yes ]; then $(MAKE) --no-print-directory test-py313; \
-	  else echo "NOT RUN: the Python 3.13 tier (TEST_PY313=$(TEST_PY313))"; fi
+test: setup ## every tier, in three lanes side by side: host (then Python 3.13), single VM, cluster
+	@$(MAKE) --no-print-directory -k -j3 $(LANES)
 
-test-host: setup ## every test tier on the host's Python (what make test runs first)
-	$(PY) -m pytest $(PYTEST_ARGS)
+lane-host:
+	@set -o pipefail; { $(MAKE) --no-print-directory test-host && \
+	  if [ "$(TEST_PY313)" = yes ]; then $(MAKE) --no-print-directory test-py313; \
+	  else echo "NOT RUN: the Python 3.13 tier (TEST_PY313=$(TEST_PY313))"; fi; } 2>&1 \
+	  | sed -u 's/^/[host] /'
+
+lane-appliance:
+	@set -o pipefail; $(MAKE) --no-print-directory test-appliance 2>&1 | sed -u 's/^/[appliance] /'
+
+lane-cluster:
+	@set -o pipefail; $(MAKE) --no-print-directory test-cluster 2>&1 | sed -u 's/^/[cluster] /'
+
+test-host: setup ## every tier but the machines' on the host's Python (PYTEST_ARGS=...)
+	$(PY) -m pytest -m 'not appliance' $(PYTEST_ARGS)
+
+test-appliance: setup ## the single VM's tier: vagrant up --provider=lxc, checks, destroy (root)
+	$(PY) -m pytest -p no:cacheprovider -m 'appliance and not cluster' tests/appliance $(APPLIANCE_ARGS)
+
+test-cluster: setup ## the cluster's tier: VIGIL_TOPOLOGY=cluster vagrant up --provider=lxc (root)
+	$(PY) -m pytest -p no:cacheprovider -m cluster tests/appliance $(APPLIANCE_ARGS)
 
 test-py313: ## the api, telemetry, load-test tiers and the alert receiver on Python 3.13 (root; PY313_ARGS=...)
 	python3 .ci/py313.py $(PY313_ARGS)
 
 py313-prepare: ## build the 3.13 tier's root filesystem and virtualenv only (root; log in build/)
 	@mkdir -p build
-	@echo "building the Python 3.13 tier's root filesystem and virtualenv in the background (build/py313-prepare.log)"
+	@echo "building the Python 3.13 tier's root filesystem and virtualenv (log: build/py313-prepare.log)"
 	@python3 .ci/py313.py --prepare >build/py313-prepare.log 2>&1 || { cat build/py313-prepare.log; exit 1; }
 	@cat build/py313-prepare.log
 

@@ -80,12 +80,26 @@ def render_site(groups: dict | None = None, hostvars: dict | None = None, **vari
 
 
 def local_files(directory: Path) -> dict:
-    """Variables that keep a test's nginx to its own directory: its logs, no fixed port."""
+    """Variables that keep a test's nginx to its own directory: its logs, its DH parameters (the
+    named ffdhe2048 group, as the role writes them), no fixed port."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dhparam = directory / "ffdhe2048.pem"
+    if not dhparam.exists():
+        subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt",
+                        "group:ffdhe2048", "-out", str(dhparam)], check=True, capture_output=True)
     return {
         "nginx_access_log": str(directory / "access.log"),
         "nginx_error_log": str(directory / "error.log"),
         "nginx_status_port": _free_port(),
+        "nginx_tls_dhparam": str(dhparam),
     }
+
+
+def one_upstream(address: str) -> dict:
+    """render_site's arguments for one API node at ``host:port`` (the api group of one host)."""
+    host, port = address.rsplit(":", 1)
+    return {"groups": {"api": ["api-node"]}, "hostvars": {"api-node": {"vigil_private_ip": host}},
+            "nginx_api_port": int(port)}
 
 
 def for_loopback(site: str, http_port: int, https_port: int) -> str:
@@ -169,7 +183,8 @@ class RunningNginx:
 
 @contextlib.contextmanager
 def run_nginx(directory: Path, upstream: str | None = None, extra_http: str = "", **variables):
-    """Run nginx with the Vigil site in front of ``upstream`` (host:port) until the block ends.
+    """Run nginx with the Vigil site in front of ``upstream`` (host:port, the one API node) until
+    the block ends.
 
     ``variables`` override the role's defaults (``nginx_auth_limit_exempt_addresses=[...]``);
     ``extra_http`` is added to the http block (a test's own stand-in upstream, for instance).
@@ -179,7 +194,10 @@ def run_nginx(directory: Path, upstream: str | None = None, extra_http: str = ""
     variables.setdefault("nginx_tls_certificate", str(cert))
     variables.setdefault("nginx_tls_certificate_key", str(key))
     if upstream:
-        variables["nginx_api_upstream"] = upstream
+        node = one_upstream(upstream)
+        variables["groups"] = {**variables.get("groups", {}), **node["groups"]}
+        variables["hostvars"] = {**variables.get("hostvars", {}), **node["hostvars"]}
+        variables["nginx_api_port"] = node["nginx_api_port"]
     variables = {**local_files(directory), **variables}
     http_port, https_port = _free_port(), _free_port()
     site = for_loopback(render_site(**variables), http_port, https_port)

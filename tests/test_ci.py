@@ -32,20 +32,45 @@ def test_make_setup_installs_every_package_through_the_constraints_file():
                             for line in installs), installs
 
 
-def test_make_test_runs_the_python_313_tier_after_the_suite():
-    recipe = make_dry_run("test")
-    assert recipe.index("-m pytest") < recipe.index("test-py313")
+def test_make_test_runs_the_python_313_tier_after_the_host_suite():
+    recipe = make_dry_run("lane-host")
+    assert recipe.index("-m pytest -m 'not appliance'") < recipe.index("python3 .ci/py313.py")
     assert "python3 .ci/py313.py" in make_dry_run("test-py313")
-
-
-def test_make_test_prepares_the_313_tier_while_the_suite_runs():
-    # docs/adr/0019: the root filesystem and virtualenv are built beside the host's suite,
-    # in one make -j2, not before or after it.
-    parallel = [line for line in make_dry_run("test").splitlines() if " -j2 " in line]
-    assert parallel and "test-host" in parallel[0] and "py313-prepare" in parallel[0]
+    assert "python3 .ci/py313.py" not in make_dry_run("lane-host", "TEST_PY313=no")
     assert "python3 .ci/py313.py --prepare" in make_dry_run("py313-prepare")
-    without = make_dry_run("test", "TEST_PY313=no")
-    assert "py313-prepare" not in without and "--prepare" not in without
+
+
+def _lanes(*args):
+    [line] = [line for line in make_dry_run("test", *args).splitlines() if " -j3 " in line]
+    return set(re.findall(r"\blane-\w+", line))
+
+
+def test_make_test_runs_its_three_lanes_side_by_side():
+    # docs/adr/0071: the host's tiers, the single VM and the cluster at once, make -k so that
+    # one lane's failure does not stop the others; each machine lane can be left out.
+    assert _lanes() == {"lane-host", "lane-appliance", "lane-cluster"}
+    assert " -k " in make_dry_run("test")
+    assert _lanes("TEST_CLUSTER=no") == {"lane-host", "lane-appliance"}
+    assert _lanes("TEST_APPLIANCE=no") == {"lane-host"}
+    assert "-m 'appliance and not cluster'" in make_dry_run("test-appliance")
+    assert "-m cluster" in make_dry_run("test-cluster")
+
+
+def _collected(marker):
+    """Ids of the tests a marker expression selects (parameters cut: some carry random ids)."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", "-m", marker], cwd=ROOT,
+                          capture_output=True, text=True)
+    return [line.split("[")[0] for line in done.stdout.splitlines() if "::" in line]
+
+
+def test_every_test_runs_in_exactly_one_lane():
+    host, single = _collected("not appliance"), _collected("appliance and not cluster")
+    cluster = _collected("cluster")
+    assert host and single and cluster
+    assert not (set(host) & set(single) or set(host) & set(cluster) or set(single) & set(cluster))
+    assert len(host) + len(single) + len(cluster) == len(_collected("appliance or not appliance"))
+    assert all("test_cluster.py" in test for test in cluster), cluster
 
 
 def test_the_313_runner_runs_the_tests_it_is_given_instead_of_its_tiers():

@@ -8,6 +8,7 @@
 require "fileutils"
 require "ipaddr"
 require "socket"
+require "tmpdir"
 
 module VigilHost
   PROVIDERS = %w[virtualbox libvirt lxc].freeze
@@ -121,9 +122,23 @@ module VigilHost
     system(*cmd, out: File::NULL) || fail!("`#{cmd.join(' ')}` failed")
   end
 
+  # Host-wide lock around the network changes below: `vagrant up` of a cluster runs each
+  # machine's before-up trigger in its own thread at once, and another checkout may be starting
+  # or destroying its machines too; two `lxc-net start`s or `ip link add`s at once both fail.
+  def with_network_lock
+    File.open(File.join(Dir.tmpdir, "vigil-lxc-network.lock"), File::RDWR | File::CREAT, 0o644) do |lock|
+      lock.flock(File::LOCK_EX)
+      yield
+    end
+  end
+
   # Before an lxc machine starts: LXC's NAT bridge for eth0 (started by hand where no systemd
   # runs it, and remembered so destroy can stop it) and the project's private bridge for eth1.
   def lxc_network_up(gateway)
+    with_network_lock { lxc_network_up_unlocked(gateway) }
+  end
+
+  def lxc_network_up_unlocked(gateway)
     unless File.exist?("/sys/class/net/lxcbr0")
       File.executable?(LXC_NET) || fail!("lxcbr0 is missing and #{LXC_NET} not found: install Debian's lxc")
       sh!(LXC_NET, "start")
@@ -139,6 +154,10 @@ module VigilHost
   # After the last lxc machine of the project is destroyed: remove what lxc_network_up made,
   # unless another project's containers are still attached to it.
   def lxc_network_down
+    with_network_lock { lxc_network_down_unlocked }
+  end
+
+  def lxc_network_down_unlocked
     sh!("ip", "link", "del", LXC_BRIDGE) if bridge_unused?(LXC_BRIDGE)
     return unless File.exist?(LXC_NET_MARKER) && bridge_unused?("lxcbr0")
 

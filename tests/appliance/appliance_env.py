@@ -21,6 +21,24 @@ INVENTORY = "appliance/inventories/vagrant/hosts.yml"
 FULL_INVENTORY = "appliance/inventories/vagrant"
 MACHINE = "vigil"
 MACHINE_IP = "192.168.56.10"
+# The cluster CI brings up (VIGIL_TOPOLOGY=cluster): every host of the Vagrantfile's cluster but
+# the load generator load1, which VIGIL_TEST_CLUSTER_LOADGEN=1 adds (CI's time: ADR 0071).
+CLUSTER_LOADGEN = os.environ.get("VIGIL_TEST_CLUSTER_LOADGEN", "0") == "1"
+CLUSTER_ENV = {"VIGIL_TOPOLOGY": "cluster", "VIGIL_LOGS": "0",
+               "VIGIL_LOADGEN": "1" if CLUSTER_LOADGEN else "0"}
+CLUSTER_HOSTS = {"lb1": "192.168.56.21", "app1": "192.168.56.22", "app2": "192.168.56.23",
+                 "db1": "192.168.56.24", "db2": "192.168.56.25", "mon1": "192.168.56.26",
+                 **({"load1": "192.168.56.27"} if CLUSTER_LOADGEN else {})}
+CLUSTER_CONTROLLER = "mon1"
+# The inventory the Vagrantfile hands ansible_local for CLUSTER_ENV.
+CLUSTER_INVENTORY = (["-i", "appliance/inventories/cluster/hosts.yml"]
+                     + (["-i", "appliance/inventories/cluster/loadgen.yml"] if CLUSTER_LOADGEN
+                        else []))
+# Filled by the cluster proof (tests/appliance/test_cluster.py), printed at the end and saved.
+CLUSTER_FIGURES = {}
+# Where appliance/vagrant/host.rb notes that a Vigil run started lxc-net (host-wide: whichever
+# checkout destroys the last machine on LXC's bridge stops it).
+LXC_NET_MARKER = "/run/vigil-started-lxc-net"
 # Prometheus jobs every provisioned appliance scrapes.
 CORE_JOBS = {"vigil-api", "node", "postgres", "prometheus", "alertmanager",
              "nginx", "nginx-log", "edge-probe", "prometheus-longterm"}
@@ -85,7 +103,47 @@ def host_state():
     rules |= {f"nft {line}" for line in out("nft", "list", "ruleset").splitlines()
               if any(w in line for w in ours) or line.startswith("table") and "lxc" in line}
     rules = {re.sub(r"(counter )?packets \d+ bytes \d+ ?|\[\d+:\d+\]", "", rule) for rule in rules}
-    return {"containers": set(out("lxc-ls", "-1").split()), "links": links, "firewall": rules}
+    return {"containers": set(out("lxc-ls", "-1").split()), "links": links, "firewall": rules,
+            "lxc_net_marker": Path(LXC_NET_MARKER).exists()}
+
+
+def host_links(container):
+    """The host-side veth names of a running LXC container (`lxc-info` prints `Link:` lines)."""
+    out = subprocess.run(["lxc-info", "-n", container], capture_output=True, text=True).stdout
+    return set(re.findall(r"^Link:\s+(\S+)", out, re.M))
+
+
+def bridge_members(bridge):
+    """The interfaces attached to a host bridge (empty when it has none or is gone)."""
+    brif = Path("/sys/class/net") / bridge / "brif"
+    return {p.name for p in brif.iterdir()} if brif.is_dir() else set()
+
+
+def destroy_left_nothing(before, own_containers, own_links):
+    """What must hold after `vagrant destroy -f` of one checkout's machines, also while another
+    checkout's machines still run (make test brings the single VM and the cluster up side by
+    side; docs/adr/0071): none of its containers or veths is left; and when no machine is left
+    on Vigil's bridge, the bridge is gone, lxc-net is stopped if a Vigil run started it and
+    nothing else uses it, and no container, link or firewall rule is on the host that was not
+    there before. Returns the machines still on Vigil's bridge (then the shared part is the
+    last checkout's to judge), else an empty set."""
+    after = host_state()
+    assert not own_containers & after["containers"], own_containers & after["containers"]
+    assert not own_links & after["links"], own_links & after["links"]
+    still = bridge_members("vigilbr0")
+    if still:
+        return still
+    assert "vigilbr0" not in after["links"], "vigilbr0 is left with no machine on it"
+    if not bridge_members("lxcbr0"):
+        assert not after["lxc_net_marker"], f"{LXC_NET_MARKER} is left: lxc-net was not stopped"
+        if before["lxc_net_marker"]:
+            assert "lxcbr0" not in after["links"], "lxc-net, started by a Vigil run, still runs"
+    assert after["containers"] <= before["containers"], after["containers"] - before["containers"]
+    new_links = {link for link in after["links"] - before["links"]
+                 if link.startswith(("veth", "vigilbr", "lxcbr"))}
+    assert not new_links, new_links
+    assert after["firewall"] <= before["firewall"], after["firewall"] - before["firewall"]
+    return set()
 
 
 def recap(stdout):

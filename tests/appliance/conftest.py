@@ -18,6 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 from appliance_env import (
+    CLUSTER_CONTROLLER,
+    CLUSTER_ENV,
+    CLUSTER_FIGURES,
+    CLUSTER_HOSTS,
+    CLUSTER_INVENTORY,
     CORE_JOBS,
     INVENTORY,
     MACHINE,
@@ -50,6 +55,11 @@ class Appliance:
         self.http.verify = str(self.ca)
         # REQUESTS_CA_BUNDLE in the environment would otherwise override verify.
         self.http.trust_env = False
+
+    def containers(self):
+        """{machine: LXC container name} of this checkout's machine."""
+        ids = (self.project / ".vagrant" / "machines").glob("*/lxc/id")
+        return {p.parent.parent.name: p.read_text().strip() for p in ids}
 
     def _refresh_ssh_config(self):
         cp = self.vagrant("ssh-config", MACHINE)
@@ -170,7 +180,117 @@ def appliance(tmp_path_factory, host_before):
         (report / "appliance-proof.json").write_text(json.dumps(PROOF_TIMINGS, indent=2))
 
 
+class Cluster:
+    """The machines `VIGIL_TOPOLOGY=cluster vagrant up` brought up, reached over SSH as Vagrant
+    reaches them, and the load balancer over HTTPS."""
+
+    def __init__(self, project, site_run, workdir):
+        self.project = project
+        self.site_run = site_run
+        self.log = workdir / "vagrant.log"
+        self.hosts = dict(CLUSTER_HOSTS)
+        self.lb = f"https://{CLUSTER_HOSTS['lb1']}"
+        self.prometheus = f"http://{CLUSTER_HOSTS['mon1']}:9090"
+        self._ssh_config = workdir / "ssh_config"
+        self._control = workdir / "ssh-%C"
+        cp = self.vagrant("ssh-config")
+        assert cp.returncode == 0, cp.stderr
+        self._ssh_config.write_text(cp.stdout)
+        self.ca = workdir / "vigil-ca.crt"
+        self.ca.write_text(self.run("lb1", "cat", "/etc/nginx/tls/vigil.crt").stdout)
+        self.http = requests.Session()
+        self.http.verify = str(self.ca)
+        self.http.trust_env = False
+
+    def vagrant(self, *args, env=None, timeout=3600):
+        return vagrant(self.project, *args, env={**CLUSTER_ENV, **(env or {})},
+                       timeout=timeout, log=self.log)
+
+    def ssh(self, host, remote, timeout=600, check=True, input=None):
+        argv = ["ssh", "-F", str(self._ssh_config), "-o", "LogLevel=ERROR",
+                "-o", "ControlMaster=auto", "-o", f"ControlPath={self._control}",
+                "-o", "ControlPersist=300", host, remote]
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
+        if check and cp.returncode:
+            raise RuntimeError(f"on {host}: {remote} exited {cp.returncode}\n"
+                               f"--- stdout\n{cp.stdout[-6000:]}\n--- stderr\n{cp.stderr[-4000:]}")
+        return cp
+
+    def run(self, host, *argv, check=True, timeout=600, input=None):
+        """A command as root on one host; a CompletedProcess with text output."""
+        return self.ssh(host, "sudo -n " + shlex.join(argv), timeout, check=check, input=input)
+
+    def playbook(self, *args, timeout=1800):
+        """ansible-playbook on the controller from /vagrant, with the inventory the
+        Vagrantfile gives ansible_local."""
+        cmd = shlex.join(["ansible-playbook", *CLUSTER_INVENTORY, *args])
+        return self.ssh(CLUSTER_CONTROLLER, f"cd /vagrant && ANSIBLE_FORCE_COLOR=0 {cmd}",
+                        timeout, check=False)
+
+    def prom(self, path, **params):
+        r = requests.get(f"{self.prometheus}{path}", params=params, timeout=10)
+        r.raise_for_status()
+        return r.json()["data"]
+
+    def account(self):
+        """A new account registered through the load balancer: (email, password)."""
+        email = f"cluster-{time.time_ns()}@example.org"
+        password = "correct horse battery staple"
+        r = self.http.post(f"{self.lb}/api/v1/auth/register",
+                           json={"email": email, "password": password}, timeout=30)
+        assert r.status_code == 201, r.text
+        return email, password
+
+    def containers(self):
+        """{machine: LXC container name} of this checkout's machines."""
+        ids = (self.project / ".vagrant" / "machines").glob("*/lxc/id")
+        return {p.parent.parent.name: p.read_text().strip() for p in ids}
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory, host_before):
+    """One `VIGIL_TOPOLOGY=cluster vagrant up --provider=lxc` of a fresh checkout for every
+    cluster test, destroyed at the end whatever happened (test_cluster.py's last test destroys
+    it and checks the host; this is for failed runs)."""
+    reuse = os.environ.get("VIGIL_TEST_CLUSTER_PROJECT")
+    if reuse:
+        # A developer's shortcut, never CI's: a checkout whose cluster `vagrant up` is done;
+        # nothing is brought up or destroyed (deselect the first and the last test with it).
+        yield Cluster(Path(reuse), None, tmp_path_factory.mktemp("cluster"))
+        return
+    if os.geteuid() != 0:
+        pytest.fail("the cluster proof needs root (vagrant-lxc makes containers and a bridge)")
+    for tool in ("vagrant", "lxc-start", "lxc-info", "debootstrap", "git", "ssh"):
+        require_tool(tool)
+    workdir = tmp_path_factory.mktemp("cluster")
+    project = checkout(workdir / "vigil")
+    started = time.monotonic()
+    cp = subprocess.run(["make", "--no-print-directory", "lxc-box"], cwd=project,
+                        capture_output=True, text=True, timeout=1800)
+    assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
+    t = time.monotonic()
+    up = vagrant(project, "up", "--provider=lxc", env=CLUSTER_ENV,
+                 log=workdir / "vagrant.log", timeout=3600)
+    CLUSTER_FIGURES["vagrant up (boot + provision), s"] = round(time.monotonic() - t)
+    try:
+        assert up.returncode == 0, up.stdout[-10000:] + up.stderr[-4000:]
+        yield Cluster(project, up, workdir)
+    finally:
+        if any((project / ".vagrant" / "machines").glob("*/lxc/id")):
+            # The provider named: machines a failed `up` never created have no id to tell it.
+            vagrant(project, "destroy", "-f", log=workdir / "vagrant.log",
+                    env={**CLUSTER_ENV, "VAGRANT_DEFAULT_PROVIDER": "lxc"})
+        CLUSTER_FIGURES["whole cluster proof, s"] = round(time.monotonic() - started)
+        report = REPO / "reports"
+        report.mkdir(exist_ok=True)
+        (report / "cluster-proof.json").write_text(json.dumps(CLUSTER_FIGURES, indent=2))
+
+
 def pytest_terminal_summary(terminalreporter):
+    if CLUSTER_FIGURES:
+        terminalreporter.section("cluster proof")
+        for name, value in CLUSTER_FIGURES.items():
+            terminalreporter.write_line(f"{name:<48} {value}")
     if not PROOF_TIMINGS:
         return
     terminalreporter.section("appliance proof")

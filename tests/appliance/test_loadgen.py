@@ -27,8 +27,8 @@ def _scrape_jobs(inventory):
 
 def test_cluster_scrapes_the_locust_master_on_load1(tmp_path):
     rendered, jobs = _scrape_jobs("cluster")
-    assert jobs["locust"] == ["192.168.56.24:9646"]
-    assert "192.168.56.24:9100" in jobs["node"]  # load1 is a host like the others
+    assert jobs["locust"] == ["192.168.56.27:9646"]
+    assert "192.168.56.27:9100" in jobs["node"]  # load1 is a host like the others
     promtool = shutil.which("promtool") or pytest.fail("promtool missing (.ci/apt-packages)")
     rendered["rule_files"] = []
     path = tmp_path / "prometheus.yml"
@@ -70,7 +70,7 @@ def test_worker_unit_points_at_the_master_on_load1_and_is_not_started_by_default
     argv = shlex.split(unit["Service"]["ExecStart"])
     assert argv[:3] == ["/opt/vigil-load/venv/bin/locust", "-f",
                         "/opt/vigil-load/src/loadtest/locustfile.py"]
-    assert argv[3:] == ["--worker", "--master-host=192.168.56.24", "--master-port=5557"]
+    assert argv[3:] == ["--worker", "--master-host=192.168.56.27", "--master-port=5557"]
     assert unit["Service"]["User"] == "vigil-load"
     defaults = yaml.safe_load((ROLES / "locust" / "defaults" / "main.yml").read_text())
     assert defaults["locust_workers"] == 0

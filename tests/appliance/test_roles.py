@@ -82,7 +82,7 @@ def _tasks(role):
     ("alertmanager", "/etc/prometheus/alertmanager.yml", "amtool check-config %s"),
     ("nginx", "/etc/nginx/conf.d/vigil.conf", "nginx -t"),
     ("common", "/etc/nftables.conf", "nft -c -f %s"),
-    ("common", "/etc/ssh/sshd_config.d/50-vigil-hardening.conf", "sshd -t -f %s"),
+    ("common", "/etc/ssh/sshd_config.d/00-vigil-hardening.conf", "sshd -t -f %s"),
     ("loki", "/etc/loki/config.yml", "loki -verify-config"),
     ("alloy", "/etc/alloy/config.alloy", "alloy fmt %s"),
 ])
@@ -122,3 +122,31 @@ def test_role_readme_documents_every_variable(role):
     headings = " ".join(documented)
     for name in _defaults(role):
         assert f"`{name}`" in headings, f"{role}/README.md: no section for {name}"
+
+
+def test_the_firewall_starts_and_reloads_one_host_at_a_time():
+    """The cluster's controller (mon1) is also a managed host: if it starts filtering while
+    another host's task is in flight, that task's reply arrives as an untracked packet, is
+    dropped, and `vagrant up` hangs (a race: one cluster run of two hung on it)."""
+    tasks = yaml.safe_load((ROLES / "common" / "tasks" / "configure.yml").read_text())
+    handlers = yaml.safe_load((ROLES / "common" / "handlers" / "main.yml").read_text())
+    for name, where in (("Enable the firewall", tasks), ("Reload nftables", handlers)):
+        task = next(t for t in where if t.get("name") == name)
+        assert task.get("throttle") == 1, f"{name}: throttle {task.get('throttle')}"
+
+
+def test_a_new_grafana_admin_password_file_is_applied_to_the_running_grafana():
+    """Grafana reads admin_password at its first start only, so rotating it by deleting the
+    file (a new one is generated) must reach the running Grafana through its own CLI. Grafana
+    cannot be installed here (apt.grafana.com is out of reach): this checks the wiring only;
+    the command itself never ran on these machines."""
+    tasks = yaml.safe_load((ROLES / "grafana" / "tasks" / "configure.yml").read_text())
+    handlers = yaml.safe_load((ROLES / "grafana" / "handlers" / "main.yml").read_text())
+    generate = next(t for t in tasks if t.get("name") == "Generate the admin password once")
+    dest = generate["ansible.builtin.copy"]["dest"]
+    assert generate["ansible.builtin.copy"]["force"] is False
+    handler = next(h for h in handlers if h.get("name") == generate["notify"])
+    command = " ".join(str(v) for v in next(iter(
+        v for k, v in handler.items() if k.startswith("ansible.builtin.")))["cmd"].split())
+    assert "admin reset-admin-password --password-from-stdin" in command, command
+    assert command.endswith(f"< {dest}"), command

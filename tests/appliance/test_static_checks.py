@@ -3,6 +3,7 @@ import os
 import subprocess
 
 import pytest
+import yaml
 from appliance_env import REPO, require_tool, venv_bin
 
 pytestmark = pytest.mark.slow
@@ -46,11 +47,16 @@ def test_inventory_defines_every_play_group(inventory):
     import json
 
     groups = set(json.loads(cp.stdout)["all"]["children"]) | set(json.loads(cp.stdout))
-    for group in ("db", "app", "prometheus", "alertmanager", "loadgen"):
+    for group in ("lb", "api", "db", "monitoring", "loadgen"):
         assert group in groups, f"{inventory}: no group {group}"
     # The logs stack: in every whole inventory, in none of the VIGIL_LOGS=0 ones.
     for group in LOGS_GROUPS:
         assert (group in groups) == (not inventory.endswith("hosts.yml")), (inventory, group)
+    # Every play of site.yml targets a group the inventory defines (or all).
+    site = yaml.safe_load((REPO / "playbooks" / "site.yml").read_text())
+    for play in site:
+        assert play["hosts"] == "all" or play["hosts"] in groups or (
+            play["hosts"] in LOGS_GROUPS and inventory.endswith("hosts.yml")), play["name"]
 
 
 @pytest.mark.parametrize("topology", ["single", "cluster"])

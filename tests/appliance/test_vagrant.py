@@ -4,7 +4,14 @@ nothing on the host. Runs after test_proof.py (file order); the destroy test com
 import re
 
 import pytest
-from appliance_env import MACHINE, MACHINE_IP, PROOF_TIMINGS, host_state
+from appliance_env import (
+    MACHINE,
+    MACHINE_IP,
+    NOT_EXECUTED,
+    PROOF_TIMINGS,
+    destroy_left_nothing,
+    host_links,
+)
 from appliance_env import ok as _ok
 from appliance_env import recap as _recap
 
@@ -68,14 +75,16 @@ def test_a_failed_provision_names_the_play_and_leaves_the_machine_up(appliance):
 
 
 def test_vagrant_destroy_leaves_nothing_behind(appliance, host_before):
+    own = set(appliance.containers().values())
+    assert own, "no container recorded in .vagrant/machines"
+    own_links = set().union(*(host_links(name) for name in own))
     cp = appliance.vagrant("destroy", "-f")
     assert cp.returncode == 0, _ok(cp)
-    after = host_state()
-    assert after["containers"] <= host_before["containers"], after["containers"]
-    new_links = {link for link in after["links"] - host_before["links"]
-                 if link.startswith(("veth", "vigilbr", "lxcbr"))}
-    assert not new_links, new_links
-    assert after["firewall"] <= host_before["firewall"], after["firewall"] - host_before["firewall"]
+    still = destroy_left_nothing(host_before, own, own_links)
+    if still:
+        # make test runs the cluster beside this machine: its destroy judges the shared part.
+        NOT_EXECUTED.append(f"NOT JUDGED HERE: the shared bridge and lxc-net after the single "
+                            f"VM's destroy ({len(still)} other machines' links still on vigilbr0)")
     assert not list((appliance.project / ".vagrant" / "machines").glob("*/lxc/id"))
 
 

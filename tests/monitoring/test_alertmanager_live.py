@@ -57,6 +57,7 @@ def stack(tmp_path_factory):
             alerts = [
                 _alert("ApiTargetDown", "ticket", "vigil-api", instance="127.0.0.1:8000"),
                 _alert("ApiHighErrorRatio", "ticket", "vigil-api"),
+                _alert("ApiAllNodesDown", "page", "vigil-api", job="vigil-api"),
                 _alert("ApiAvailabilityBudgetBurn", "page", "vigil-api", long_window="1h"),
                 _alert("ApiAvailabilityBudgetBurn", "ticket", "vigil-api", long_window="1d"),
                 _alert("NodeHighCpu", "ticket", "host", instance="vigil:9100"),
@@ -76,16 +77,26 @@ def test_api_down_mutes_the_api_own_alerts_but_never_the_symptom_page(stack):
     """One incident, one page (ADR 0062): the cause ticket mutes what follows from it; the
     availability page users feel is never muted by a cause."""
     url, _ = stack
-    state = wait_for(lambda: len(_state(url)) == 6 and _state(url), 10, what="6 alerts")
+    state = wait_for(lambda: len(_state(url)) == 7 and _state(url), 10, what="7 alerts")
     assert state[("ApiHighErrorRatio", "ticket")]["state"] == "suppressed"
     assert state[("ApiHighErrorRatio", "ticket")]["inhibitedBy"]
     assert state[("ApiAvailabilityBudgetBurn", "page")]["state"] == "active"
     assert state[("ApiTargetDown", "ticket")]["state"] == "active"
 
 
+def test_the_availability_page_mutes_the_all_nodes_down_page(stack):
+    """Under traffic the SLO page comes first; ApiAllNodesDown, the page for an outage without
+    traffic (ADR 0070), then stays muted: one incident, one page. The per-node tickets are not."""
+    url, _ = stack
+    state = wait_for(lambda: len(_state(url)) == 7 and _state(url), 10, what="7 alerts")
+    assert state[("ApiAllNodesDown", "page")]["state"] == "suppressed"
+    assert state[("ApiAllNodesDown", "page")]["inhibitedBy"]
+    assert state[("ApiTargetDown", "ticket")]["state"] == "active"
+
+
 def test_a_page_mutes_its_ticket_twin_only(stack):
     url, _ = stack
-    state = wait_for(lambda: len(_state(url)) == 6 and _state(url), 10, what="6 alerts")
+    state = wait_for(lambda: len(_state(url)) == 7 and _state(url), 10, what="7 alerts")
     assert state[("ApiAvailabilityBudgetBurn", "ticket")]["inhibitedBy"]
     # A ticket with no page twin (another alertname, another service) is not muted.
     assert state[("NodeHighCpu", "ticket")]["state"] == "active"
