@@ -114,17 +114,22 @@ def init_app(app):
         metrics.faults_injected.labels(kind).inc()
 
     database = app.extensions["vigil_database"]
+    pooled = pool_stats(database) is not None
+    observe = metrics.db_duration.observe
 
     def time_statement(sender, duration=0.0, failed=False, **_):
-        metrics.db_duration.observe(duration)
+        # Runs for every SQL statement: one observe, and the pool gauges only where a
+        # pool exists (SQLite has none).
+        observe(duration)
         if failed:
             metrics.db_errors.inc()
-        metrics.update_pool(pool_stats(database))
+        if pooled:
+            metrics.update_pool(pool_stats(database))
 
     events.auth_event.connect(count_auth_event, sender=app, weak=False)
     events.fault_injected.connect(count_fault, sender=app, weak=False)
     events.query_executed.connect(time_statement, sender=database, weak=False)
-    if pool_stats(database) is not None:
+    if pooled:
         # App-context teardowns run in reverse order of registration, and create_app sets
         # up telemetry before the database's teardown: this runs after the connection went
         # back to the pool, so the gauges show the pool as it is between requests.
