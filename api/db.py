@@ -255,15 +255,26 @@ class PreparedQuery:
 
     def rows(self, *values):
         """The model instances the query finds for ``values`` (a list)."""
-        return list(self._raw(values))
+        sql, params = self._statement(values)
+        return list(self.model.raw(sql, *params))
 
     def records(self, constructor, *values):
-        """The rows as ``constructor(**columns)`` (a SimpleNamespace, say), converted as
-        ``rows`` would and named as peewee's ``dicts()`` names them (a foreign key by its
-        field's name): cheaper than model instances, for queries that return many rows."""
-        return list(self._raw(values).objects(constructor))
+        """The rows as ``constructor(**columns)`` (a SimpleNamespace, say), named by their
+        columns: for queries that return many rows, where peewee's row wrappers cost more
+        than the round trip (profiled: 2.2 ms of 6.6 for a page of 20 on a busy host). A
+        column of the query's model is converted as its field converts it (a UUID or a
+        datetime from SQLite's text); the others arrive as the driver gives them."""
+        cursor = database.execute_sql(*self._statement(values))
+        columns = self.model._meta.columns
+        converters = [(column[0], columns[column[0]].python_value if column[0] in columns
+                       else None) for column in cursor.description]
+        return [constructor(**{name: value if convert is None or value is None
+                               else convert(value)
+                               for (name, convert), value in zip(converters, row, strict=True)})
+                for row in cursor.fetchall()]
 
-    def _raw(self, values):
+    def _statement(self, values):
+        """(SQL, parameters) that run the query for ``values`` on the current database."""
         db = database.obj
         kind = type(db)
         compiled = self._compiled.get(kind)
@@ -274,8 +285,8 @@ class PreparedQuery:
                                                                     strict=True)]
         if isinstance(db, TimedPooledPostgresqlDatabase):
             db.prepare(self.name, _numbered_parameters(sql, order))
-            return self.model.raw(self._execute, *converted)
-        return self.model.raw(sql, *[converted[i] for i in order])
+            return self._execute, converted
+        return sql, [converted[i] for i in order]
 
     def _compile(self):
         markers = [_marker(field, i) for i, field in enumerate(self.fields)]
