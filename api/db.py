@@ -242,7 +242,7 @@ class PreparedQuery:
 
     On PostgreSQL the SQL is also a server-side prepared statement (``PREPARE`` once per
     connection, then ``EXECUTE``): planning the joins of the session check cost PostgreSQL
-    about twice their execution on every request (docs/adr/0055).
+    two to three times their execution on every request (docs/adr/0055).
     """
 
     _names = itertools.count(1)
@@ -261,7 +261,7 @@ class PreparedQuery:
     def records(self, constructor, *values):
         """The rows as ``constructor(**columns)`` (a SimpleNamespace, say), named by their
         columns: for queries that return many rows, where peewee's row wrappers cost more
-        than the round trip (profiled: 2.2 ms of 6.6 for a page of 20 on a busy host). A
+        than the round trip (timed: 2.2 ms of 6.6 for a page of 20 on a busy host). A
         column of the query's model is converted as its field converts it (a UUID or a
         datetime from SQLite's text); the others arrive as the driver gives them."""
         cursor = database.execute_sql(*self._statement(values))
