@@ -38,7 +38,12 @@ BASELINE = "flask+SELECT"
 
 
 def _cpu_seconds(pids):
-    """CPU seconds used so far by these processes and their children (gunicorn, PostgreSQL)."""
+    """CPU seconds used so far by these processes and their descendants (gunicorn, PostgreSQL).
+
+    A descendant that exited (a PostgreSQL backend whose connection closed) still counts:
+    its parent reaped it, so its time is in the parent's children times. Without them the
+    sum dropped whenever a backend exited, and a round could show negative CPU.
+    """
     total = 0.0
     for pid in pids:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -46,7 +51,8 @@ def _cpu_seconds(pids):
             for proc in [root, *root.children(recursive=True)]:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     times = proc.cpu_times()
-                    total += times.user + times.system
+                    total += (times.user + times.system + times.children_user
+                              + times.children_system)
     return total
 
 
