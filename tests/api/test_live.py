@@ -1,5 +1,6 @@
 """The API under real gunicorn: revocation across workers and restarts, outage and recovery."""
 import secrets
+import socket
 import time
 
 import psycopg2
@@ -27,6 +28,25 @@ def _signup(url, email="live@example.com", password="correct horse battery"):
 
 def _bearer(token):
     return {"Authorization": f"Bearer {token}"}
+
+
+def _one_read_per_worker(api, headers):
+    """The statuses of GET /api/v1/content answered once by each worker of a 2-worker API.
+
+    gunicorn's sync workers take connections in whatever order the kernel wakes them, so a
+    run of requests can all land on one worker (eleven in a row were seen on this loaded
+    host). A request whose headers are unfinished holds the worker that accepted it; the
+    next request can then only go to the other one, and the held one is finished after.
+    """
+    head = (f"GET /api/v1/content HTTP/1.1\r\nHost: 127.0.0.1:{api.port}\r\n"
+            f"Authorization: {headers['Authorization']}\r\nConnection: close\r\n")
+    with socket.create_connection(("127.0.0.1", api.port), timeout=15) as held:
+        held.sendall(head.encode())
+        other = requests.get(f"{api.url}/api/v1/content", headers=headers, timeout=15)
+        held.sendall(b"\r\n")
+        with held.makefile("rb") as answer:
+            status_line = answer.readline().decode()
+    return [int(status_line.split()[1]), other.status_code]
 
 
 def test_revocation_holds_across_workers_nodes_and_a_restart(tmp_path):
@@ -82,6 +102,9 @@ def test_database_outage_is_503_and_recovers_without_a_restart(tmp_path):
                                     timeout=10).status_code == 200
 
             cluster.stop("fast")
+            # Both workers meet the outage (and drop their pooled connections), whichever
+            # of them the kernel hands the requests below.
+            assert _one_read_per_worker(api, headers) == [503, 503]
             for _ in range(6):
                 r = requests.get(f"{api.url}/api/v1/content", headers=headers, timeout=15)
                 assert r.status_code == 503, r.text
@@ -115,11 +138,10 @@ def test_database_outage_is_503_and_recovers_without_a_restart(tmp_path):
             # worker may answer one 503 while it discards them, never more.
             cluster.stop("fast")
             cluster.start()
+            assert set(_one_read_per_worker(api, headers)) <= {200, 503}
             statuses = [requests.get(f"{api.url}/api/v1/content", headers=headers,
                                      timeout=10).status_code for _ in range(20)]
-            assert set(statuses) <= {200, 503}
-            assert statuses.count(503) <= 2, statuses
-            assert statuses[-10:] == [200] * 10, statuses
+            assert statuses == [200] * 20, statuses
             assert api.process.poll() is None, "gunicorn was restarted"
     finally:
         cluster.destroy()
