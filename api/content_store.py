@@ -81,11 +81,6 @@ _PAGE_QUERIES = {}  # (has_cursor, mine, published, has_q) -> PreparedQuery
 class _PageRow(SimpleNamespace):
     """One row of a page query, the session's columns and an item's, as plain attributes."""
 
-    @property
-    def owner_id(self):
-        """The item's owner under the name a Content gives it (content_document reads it)."""
-        return self.owner
-
 
 def _like_pattern(text):
     """A LIKE pattern (escape character \\) matching ``text`` anywhere, literally."""

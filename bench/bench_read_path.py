@@ -6,12 +6,15 @@ each endpoint with wrk on loopback in rounds whose order rotates, so noise on a 
 machine falls on every variant alike. Prints each round, then medians with their spread
 and the paired ratios to the one-row baseline. The goal (issue 15): Vigil's
 ``GET /api/v1/content/{id}`` and the list each at least half of bare Flask + one SELECT.
+``--compare-tree DIR`` also serves Vigil from another checkout (the code before a change,
+say: ``git worktree add DIR main``) on the same database, loaded in the same rounds.
 
-    .venv/bin/python bench/bench_read_path.py [--seconds 5] [--rounds 6]
+    .venv/bin/python bench/bench_read_path.py [--seconds 5] [--rounds 6] [--compare-tree DIR]
 """
 import argparse
 import contextlib
 import re
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -35,7 +38,12 @@ BASELINE = "flask+SELECT"
 
 
 def _cpu_seconds(pids):
-    """CPU seconds used so far by these processes and their children (gunicorn, PostgreSQL)."""
+    """CPU seconds used so far by these processes and their descendants (gunicorn, PostgreSQL).
+
+    A descendant that exited (a PostgreSQL backend whose connection closed) still counts:
+    its parent reaped it, so its time is in the parent's children times. Without them the
+    sum dropped whenever a backend exited, and a round could show negative CPU.
+    """
     total = 0.0
     for pid in pids:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -43,7 +51,8 @@ def _cpu_seconds(pids):
             for proc in [root, *root.children(recursive=True)]:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     times = proc.cpu_times()
-                    total += times.user + times.system
+                    total += (times.user + times.system + times.children_user
+                              + times.children_system)
     return total
 
 
@@ -67,7 +76,7 @@ def _run(target, pids, seconds):
     return rps, (_cpu_seconds(pids) - before) / count * 1e6
 
 
-def _prepare(vigil, bare):
+def _prepare(vigil, bare, other):
     """A user, a token and LIST_SIZE published items; returns {variant: (url, headers)}."""
     s = requests.Session()
     creds = {"email": "bench@example.com", "password": "bench-password-123456"}
@@ -79,12 +88,17 @@ def _prepare(vigil, bare):
                       json={"title": f"bench {i}", "body": "x" * 200, "is_published": True})
         item.raise_for_status()
     item_id = item.json()["id"]
-    return {
+    targets = {
         "flask": (f"{bare.url}/bare/ping", {}),
         BASELINE: (f"{bare.url}/bare/content/{item_id}", {}),
-        "vigil read": (f"{vigil.url}/api/v1/content/{item_id}", auth),
-        f"vigil list of {LIST_SIZE}": (f"{vigil.url}/api/v1/content?limit={LIST_SIZE}", auth),
     }
+    # The other checkout shares the database and the signing key: the same token works.
+    for name, server in (("vigil", vigil), ("compared", other)):
+        if server is not None:
+            targets[f"{name} read"] = (f"{server.url}/api/v1/content/{item_id}", auth)
+            targets[f"{name} list of {LIST_SIZE}"] = (
+                f"{server.url}/api/v1/content?limit={LIST_SIZE}", auth)
+    return targets
 
 
 def _postmaster_pid(cluster):
@@ -93,7 +107,7 @@ def _postmaster_pid(cluster):
 
 
 @contextlib.contextmanager
-def _servers(tmp):
+def _servers(tmp, compare_tree):
     cluster = PostgresCluster()
     try:
         cluster.start()
@@ -103,11 +117,17 @@ def _servers(tmp):
         admin.close()
         env = {"VIGIL_DATABASE_URL": cluster.url.rsplit("/", 1)[0] + "/vigil",
                "VIGIL_MAX_REQUESTS": "0", "VIGIL_ARGON2_TIME_COST": "1",
-               "VIGIL_ARGON2_MEMORY_KIB": "8192", "VIGIL_ARGON2_PARALLELISM": "1"}
-        with run_api(Path(tmp) / "vigil", workers=WORKERS, env=env) as vigil, \
-                run_api(Path(tmp) / "bare", workers=WORKERS, migrate=False,
-                        env={**env, "VIGIL_TELEMETRY": "off"}, app="bench.bare_app:app") as bare:
-            yield vigil, bare, _postmaster_pid(cluster)
+               "VIGIL_ARGON2_MEMORY_KIB": "8192", "VIGIL_ARGON2_PARALLELISM": "1",
+               "VIGIL_JWT_SECRET_KEY": secrets.token_hex(32)}
+        with contextlib.ExitStack() as stack:
+            vigil = stack.enter_context(run_api(Path(tmp) / "vigil", workers=WORKERS, env=env))
+            bare = stack.enter_context(run_api(
+                Path(tmp) / "bare", workers=WORKERS, migrate=False,
+                env={**env, "VIGIL_TELEMETRY": "off"}, app="bench.bare_app:app"))
+            other = compare_tree and stack.enter_context(run_api(
+                Path(tmp) / "compared", workers=WORKERS, migrate=False, env=env,
+                root=compare_tree))
+            yield vigil, bare, other or None, _postmaster_pid(cluster)
     finally:
         cluster.destroy()
 
@@ -116,16 +136,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
     parser.add_argument("--rounds", type=int, default=6, help="runs per variant")
+    parser.add_argument("--compare-tree", type=Path, metavar="DIR",
+                        help="also serve Vigil from this checkout, in the same rounds")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk)")
     print(f"gunicorn: {WORKERS} sync workers each, wrk -t{THREADS} -c{CONNECTIONS}, "
           f"{args.rounds} rounds of {args.seconds}s per variant, PostgreSQL on the same host")
-    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp, _servers(tmp) as servers:
-        vigil, bare, postgres = servers
-        targets = _prepare(vigil, bare)
+    if args.compare_tree:
+        print(f"compared: Vigil served from {args.compare_tree.resolve()}")
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp, \
+            _servers(tmp, args.compare_tree) as servers:
+        *apis, postgres = servers
+        targets = _prepare(*apis)
         # Server CPU: the variant's gunicorn plus PostgreSQL (one-row reads cost both).
-        pids = {name: [(vigil if url.startswith(vigil.url) else bare).pid, postgres]
+        pids = {name: [next(api.pid for api in apis if api and url.startswith(api.url + "/")),
+                       postgres]
                 for name, (url, _) in targets.items()}
         names = list(targets)
         for url, headers in targets.values():

@@ -125,8 +125,13 @@ def stop_gunicorn(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def run_api(tmp_path, workers=2, env=None, extra_args=(), migrate=True, app="api.wsgi:app"):
-    """Migrate a private database, start gunicorn with ``workers`` workers, yield a RunningApi."""
+def run_api(tmp_path, workers=2, env=None, extra_args=(), migrate=True, app="api.wsgi:app",
+            root=ROOT):
+    """Migrate a private database, start gunicorn with ``workers`` workers, yield a RunningApi.
+
+    ``root`` is the checkout whose code gunicorn serves (another one than this, say, for a
+    benchmark of the code before a change).
+    """
     tmp_path = Path(tmp_path)
     tmp_path.mkdir(parents=True, exist_ok=True)
     full_env = base_env(tmp_path, {"VIGIL_WORKERS": str(workers), **(env or {})})
@@ -142,7 +147,7 @@ def run_api(tmp_path, workers=2, env=None, extra_args=(), migrate=True, app="api
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", *extra_args, app],
-            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=root, env=full_env, stdout=log, stderr=subprocess.STDOUT,
             pass_fds=(sock.fileno(),), start_new_session=True,
         )
     sock.close()

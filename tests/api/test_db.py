@@ -7,10 +7,17 @@ from peewee import DatabaseError
 from playhouse.pool import PooledPostgresqlDatabase
 
 from api import create_app, events
-from api.db import TimedPooledPostgresqlDatabase, TimedSqliteDatabase, database, pool_stats
+from api.db import (
+    TimedPooledPostgresqlDatabase,
+    TimedSqliteDatabase,
+    _numbered_parameters,
+    close_database,
+    database,
+    pool_stats,
+)
 from api.migrate import upgrade
 from api.sessions import count_active_sessions
-from tests.conftest import make_app
+from tests.conftest import AuthActions, _truncate_all, make_app
 
 
 def test_backend_is_what_the_url_says(app, backend):
@@ -141,3 +148,63 @@ def test_an_exhausted_pool_is_a_503_not_a_hang(postgres_url):
         holder.join(10)
         database.obj.close_all()
     assert app.test_client().get("/health/ready").status_code == 200
+
+
+def test_prepared_text_numbers_parameters_by_value():
+    sql = "SELECT 1 FROM t WHERE a = %s AND b LIKE '100%%' AND c = %s AND d = %s"
+    assert _numbered_parameters(sql, [1, 0, 1]) == (
+        "SELECT 1 FROM t WHERE a = $2 AND b LIKE '100%%' AND c = $1 AND d = $2")
+
+
+def _statements_per_request(client, url, headers):
+    seen = []
+
+    def count(sender, **_):
+        seen.append(1)
+
+    events.query_executed.connect(count)
+    try:
+        r = client.get(url, headers=headers)
+    finally:
+        events.query_executed.disconnect(count)
+    assert r.status_code == 200, r.json
+    return len(seen)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/content/{id}", "/api/v1/content?limit=20"])
+def test_a_warm_read_is_one_statement(client, auth, path):
+    """The item read and the list check the token's session in their own query."""
+    account = auth.signup()
+    item = client.post("/api/v1/content", headers=account.headers,
+                       json={"title": "t", "is_published": True}).json
+    url = path.format(id=item["id"])
+    client.get(url, headers=account.headers)  # first use: PostgreSQL prepares it
+    assert [_statements_per_request(client, url, account.headers) for _ in range(3)] == [1] * 3
+
+
+@pytest.mark.postgres
+def test_hot_reads_are_prepared_once_per_connection(postgres_url):
+    app = make_app(postgres_url, DB_POOL_MAX=1)
+    with app.app_context():
+        upgrade()
+    client = app.test_client()
+    try:
+        account = AuthActions(client).signup()
+        item = client.post("/api/v1/content", headers=account.headers,
+                           json={"title": "t", "is_published": True}).json
+        url = f"/api/v1/content/{item['id']}"
+        assert _statements_per_request(client, url, account.headers) == 2  # PREPARE, EXECUTE
+        assert _statements_per_request(client, url, account.headers) == 1
+        with app.app_context():  # the pool's only connection, the one the reads used
+            prepared = database.execute_sql(
+                "SELECT name, statement FROM pg_prepared_statements").fetchall()
+        assert any(name.startswith("vigil_query_") and '"content"' in statement
+                   and '"sessions"' in statement and "$2" in statement
+                   for name, statement in prepared), prepared
+        # A new connection (the pool dropped the old one) prepares again.
+        app.extensions["vigil_database"].close_all()
+        assert _statements_per_request(client, url, account.headers) == 2
+    finally:
+        with app.app_context():
+            _truncate_all(app.extensions["vigil_database"])
+        close_database(app)

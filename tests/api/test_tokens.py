@@ -160,3 +160,22 @@ def test_a_dead_session_gets_401_before_the_lists_422(client, auth, query):
     r = client.get(url, headers=reader.headers)
     assert r.status_code == 401, r.json
     assert r.json["detail"] == "Token has been revoked."
+
+
+def test_tokens_carry_only_the_claims_the_api_reads(client, auth):
+    """No cookie CSRF claim: tokens only travel in the Authorization header, and every claim
+    is parsed on every request."""
+    tokens = auth.signup().tokens
+    for token, kind in ((tokens["access_token"], "access"), (tokens["refresh_token"], "refresh")):
+        claims = pyjwt.decode(token, options={"verify_signature": False})
+        assert set(claims) == {"sub", "sid", "jti", "type", "fresh", "iat", "nbf", "exp"}
+        assert claims["type"] == kind
+
+
+def test_the_api_sets_no_cookie(client, auth):
+    """The API keeps no Flask session: no response sets a cookie."""
+    account = auth.signup()
+    for r in (client.get("/api/v1/users/me", headers=account.headers),
+              client.post("/api/v1/content", headers=account.headers, json={"title": "t"}),
+              client.get("/api/v1/content", headers=account.headers)):
+        assert r.status_code in (200, 201) and "Set-Cookie" not in r.headers
