@@ -1,6 +1,6 @@
 """The auth blueprint: register, login, refresh (rotation), logout, logout-all."""
 from flask import current_app
-from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
+from flask_jwt_extended import get_jwt, jwt_required
 
 from api import events
 from api.accounts import (
@@ -14,6 +14,7 @@ from api.errors import problem
 from api.extensions import ApiBlueprint
 from api.schemas import LoginSchema, RegisteredSchema, RegisterSchema, TokenPairSchema
 from api.sessions import SessionRejected, revoke_family, revoke_user_sessions, rotate
+from api.tokens import access_token_required, token_claims, token_identity
 
 bp = ApiBlueprint("auth", __name__, url_prefix="/api/v1/auth", description="Accounts and tokens")
 BEARER = [{"bearer": []}]
@@ -70,24 +71,24 @@ def refresh():
 @bp.post("/logout")
 @bp.common_errors(body=True)
 @bp.doc(security=BEARER)
-@jwt_required()
+@access_token_required()
 @bp.response(204)
 @bp.alt_response(401, response="UNAUTHORIZED")
 def logout():
     """Revoke this session: its access and refresh tokens stop working."""
-    revoke_family(get_jwt()["sid"], reason="logout")
+    revoke_family(token_claims()["sid"], reason="logout")
     events.auth_event.send(current_app._get_current_object(), event="logout",
-                           user_id=get_jwt_identity())
+                           user_id=token_identity())
 
 
 @bp.post("/logout-all")
 @bp.common_errors(body=True)
 @bp.doc(security=BEARER)
-@jwt_required()
+@access_token_required()
 @bp.response(204)
 @bp.alt_response(401, response="UNAUTHORIZED")
 def logout_all():
     """Revoke every session of the caller."""
-    revoke_user_sessions(get_jwt_identity(), reason="logout_all")
+    revoke_user_sessions(token_identity(), reason="logout_all")
     events.auth_event.send(current_app._get_current_object(), event="logout",
-                           user_id=get_jwt_identity())
+                           user_id=token_identity())

@@ -1,6 +1,5 @@
 """The content blueprint: CRUD with ETags and owner-only changes."""
 from flask import Response, jsonify, request
-from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
 
 from api.conditions import DOCUMENTED_PATTERN as CONDITION_PATTERN
 from api.conditions import MalformedCondition, Preconditions
@@ -15,7 +14,7 @@ from api.content_store import (
     visible_page_for_token,
 )
 from api.errors import problem
-from api.extensions import ApiBlueprint, authenticated, revoked_token_problem
+from api.extensions import ApiBlueprint
 from api.schemas import (
     ContentCreateSchema,
     ContentPageSchema,
@@ -23,6 +22,13 @@ from api.schemas import (
     ContentQuerySchema,
     ContentSchema,
     content_document,
+)
+from api.tokens import (
+    access_token_required,
+    authenticated,
+    revoked_token_problem,
+    token_claims,
+    token_identity,
 )
 
 bp = ApiBlueprint("content", __name__, url_prefix="/api/v1/content", description="Content items")
@@ -62,7 +68,7 @@ def _with_etag(item, status=200, location=False):
 @bp.doc(security=BEARER, operationId="listContent", responses={200: {"links": {
     "NextPage": {"operationId": "listContent",
                  "parameters": {"cursor": "$response.body#/next_cursor"}}}}})
-@jwt_required(skip_revocation_check=True)  # checked in the page's own query
+@access_token_required(check_session=False)  # checked in the page's own query
 # An instance, not the class: webargs would build a schema for every request.
 @bp.arguments(ContentQuerySchema(), location="query", as_kwargs=True)
 @bp.response(200, ContentPageSchema)
@@ -70,7 +76,7 @@ def _with_etag(item, status=200, location=False):
 def list_content(limit, after=None, owner=None, published=None, q=None):
     """Published items of everyone plus the caller's drafts, newest first."""
     user, items, next_cursor = visible_page_for_token(
-        get_jwt(), limit, after, owner=owner, published=published, q=q)
+        token_claims(), limit, after, owner=owner, published=published, q=q)
     if user is None:
         return revoked_token_problem()
     authenticated(user.id)
@@ -81,20 +87,20 @@ def list_content(limit, after=None, owner=None, published=None, q=None):
 @bp.post("")
 @bp.common_errors(body=True)
 @bp.doc(security=BEARER, operationId="createContent", responses={201: {"links": ITEM_LINKS}})
-@jwt_required()
+@access_token_required()
 @bp.arguments(ContentCreateSchema)
 @bp.response(201, ContentSchema, headers={**ETAG_HEADER, "Location": {
     "description": "URL of the new item", "schema": {"type": "string"}}})
 @bp.alt_response(401, response="UNAUTHORIZED")
 def create(data):
     """Create an item owned by the caller."""
-    return _with_etag(create_item(get_jwt_identity(), **data), 201, location=True)
+    return _with_etag(create_item(token_identity(), **data), 201, location=True)
 
 
 @bp.get("/<id>")
 @bp.common_errors()
 @bp.doc(security=BEARER, parameters=[IF_NONE_MATCH], operationId="readContent")
-@jwt_required(skip_revocation_check=True)  # checked in the item's own query (_read)
+@access_token_required(check_session=False)  # checked in the item's own query (_read)
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
 @bp.alt_response(304, response="NOT_MODIFIED")
 @bp.alt_response(400, response="BAD_REQUEST")
@@ -102,7 +108,7 @@ def create(data):
 @bp.alt_response(404, response="NOT_FOUND")
 def read(id):
     """One item; If-None-Match naming its ETag (or *) answers 304."""
-    user, item = find_visible_for_token(id, get_jwt())
+    user, item = find_visible_for_token(id, token_claims())
     if user is None:
         return revoked_token_problem()
     authenticated(user.id)
@@ -121,7 +127,7 @@ def _read(item, item_id, conditions):
 @bp.common_errors(body=True)
 @bp.doc(security=BEARER, parameters=[IF_MATCH, IF_NONE_MATCH_WRITE], operationId="updateContent",
         responses={200: {"links": ITEM_LINKS}})
-@jwt_required()
+@access_token_required()
 @bp.arguments(ContentPatchSchema)
 @bp.response(200, ContentSchema, headers=ETAG_HEADER)
 @bp.alt_response(400, response="BAD_REQUEST")
@@ -132,13 +138,13 @@ def _read(item, item_id, conditions):
 def patch(data, id):
     """Change some fields (owner only); If-Match guards against lost updates."""
     return _guarded(lambda conditions: _with_etag(
-        update_item(id, get_jwt_identity(), data, conditions)))
+        update_item(id, token_identity(), data, conditions)))
 
 
 @bp.delete("/<id>")
 @bp.common_errors()
 @bp.doc(security=BEARER, parameters=[IF_MATCH, IF_NONE_MATCH_WRITE], operationId="deleteContent")
-@jwt_required()
+@access_token_required()
 @bp.response(204)
 @bp.alt_response(400, response="BAD_REQUEST")
 @bp.alt_response(401, response="UNAUTHORIZED")
@@ -147,7 +153,7 @@ def patch(data, id):
 @bp.alt_response(412, response="PRECONDITION_FAILED")
 def delete(id):
     """Delete an item (owner only)."""
-    return _guarded(lambda conditions: delete_item(id, get_jwt_identity(), conditions))
+    return _guarded(lambda conditions: delete_item(id, token_identity(), conditions))
 
 
 def _guarded(action):

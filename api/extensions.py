@@ -2,19 +2,25 @@
 import http
 
 from apispec import BasePlugin
-from flask import abort, current_app, send_from_directory
-from flask_jwt_extended import JWTManager, get_jwt, get_jwt_request_location
+from flask import abort, send_from_directory
+from flask_jwt_extended import JWTManager
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 from swagger_ui_bundle import swagger_ui_path
 from webargs.flaskparser import FlaskParser
 
-from api import errors, events
+from api import errors
 from api.bodies import MalformedBody, parse_json_body
 from api.sessions import live_session_user, remember_token_user, token_user_known
+from api.tokens import (
+    authenticated,
+    revoked_token_problem,
+    token_checked,
+    token_claims,
+    unauthorized,
+)
 
 DOCS_ASSETS = "/api/v1/docs/assets/"
-_TOKEN_PROBLEM = "https://vigil.invalid/problems/invalid-token"
 
 
 class ProblemContentPlugin(BasePlugin):
@@ -45,11 +51,11 @@ class StrictJsonParser(FlaskParser):
     a dead session's 401 comes before any 422."""
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
-        """A view that checks its token's session in its own query (skip_revocation_check)
+        """A view that checks its token's session in its own query (``check_session=False``)
         has not checked it yet when its arguments fail: check it now, so a revoked token
         learns nothing from validation."""
-        if get_jwt_request_location() is not None and not token_user_known() and (
-                live_session_user(get_jwt()) is None):
+        if token_checked() and not token_user_known() and (
+                live_session_user(token_claims()) is None):
             abort(revoked_token_problem())
         super().handle_error(error, req, schema, error_status_code=error_status_code,
                              error_headers=error_headers)
@@ -81,24 +87,9 @@ class ApiBlueprint(SmorestBlueprint):
         return decorate
 
 
-def _unauthorized(detail):
-    return errors.problem(401, "Unauthorized", detail, type_=_TOKEN_PROBLEM,
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-
-
-def revoked_token_problem():
-    """The 401 a token gets when its session is revoked or expired, or its user deactivated
-    (for views that check the session in their own query: ``skip_revocation_check``)."""
-    return _unauthorized("Token has been revoked.")
-
-
-def authenticated(user_id):
-    """Announce that this request's token is valid and live (telemetry notes the user)."""
-    events.request_authenticated.send(current_app._get_current_object(), user_id=user_id)
-
-
 def init_jwt(app):
-    """A JWT manager whose every failure is a 401 problem (never flask-jwt-extended's 422)."""
+    """flask-jwt-extended's manager: it issues every token and checks refresh tokens
+    (access tokens are checked by api.tokens); its every failure is a 401 problem."""
     jwt = JWTManager(app)
 
     @jwt.token_in_blocklist_loader
@@ -110,13 +101,13 @@ def init_jwt(app):
         remember_token_user(user)
         return False
 
-    jwt.unauthorized_loader(lambda reason: _unauthorized("Missing bearer token."))
-    jwt.invalid_token_loader(lambda reason: _unauthorized("Invalid token."))
-    jwt.expired_token_loader(lambda header, payload: _unauthorized("Token has expired."))
+    jwt.unauthorized_loader(lambda reason: unauthorized("Missing bearer token."))
+    jwt.invalid_token_loader(lambda reason: unauthorized("Invalid token."))
+    jwt.expired_token_loader(lambda header, payload: unauthorized("Token has expired."))
     jwt.revoked_token_loader(lambda header, payload: revoked_token_problem())
-    jwt.needs_fresh_token_loader(lambda header, payload: _unauthorized("Fresh token required."))
-    jwt.token_verification_failed_loader(lambda header, payload: _unauthorized("Invalid token."))
-    jwt.user_lookup_error_loader(lambda header, payload: _unauthorized("Unknown user."))
+    jwt.needs_fresh_token_loader(lambda header, payload: unauthorized("Fresh token required."))
+    jwt.token_verification_failed_loader(lambda header, payload: unauthorized("Invalid token."))
+    jwt.user_lookup_error_loader(lambda header, payload: unauthorized("Unknown user."))
     return jwt
 
 

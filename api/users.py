@@ -1,7 +1,6 @@
 """The users blueprint: the caller's own account and password."""
 import click
 from flask import Blueprint as FlaskBlueprint
-from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
 
 from api.accounts import LockedOut, change_password, deactivate_user
 from api.emails import InvalidEmail, normalise_email
@@ -10,6 +9,7 @@ from api.extensions import ApiBlueprint
 from api.models import User
 from api.schemas import PasswordChangeSchema, UserSchema
 from api.sessions import token_user
+from api.tokens import access_token_required, token_claims, token_identity
 
 bp = ApiBlueprint("users", __name__, url_prefix="/api/v1/users", description="The caller's account")
 cli = FlaskBlueprint("users_cli", __name__, cli_group="users")
@@ -18,13 +18,13 @@ BEARER = [{"bearer": []}]
 
 def current_user_with_password():
     """The caller's whole User row, password hash included (the token check reads less)."""
-    return User.get_by_id(get_jwt_identity())
+    return User.get_by_id(token_identity())
 
 
 @bp.get("/me")
 @bp.common_errors()
 @bp.doc(security=BEARER)
-@jwt_required()
+@access_token_required()
 @bp.response(200, UserSchema)
 @bp.alt_response(401, response="UNAUTHORIZED")
 def me():
@@ -35,7 +35,7 @@ def me():
 @bp.post("/me/password")
 @bp.common_errors(body=True)
 @bp.doc(security=BEARER)
-@jwt_required()
+@access_token_required()
 @bp.arguments(PasswordChangeSchema)
 @bp.response(204)
 @bp.alt_response(401, response="UNAUTHORIZED")
@@ -44,7 +44,7 @@ def password(data):
     """Change the password; every other session is revoked."""
     try:
         changed = change_password(current_user_with_password(), data["current_password"],
-                                  data["new_password"], session_id=get_jwt()["sid"])
+                                  data["new_password"], session_id=token_claims()["sid"])
     except LockedOut as e:
         return problem(429, detail="Too many wrong passwords; try again later.",
                        headers={"Retry-After": str(e.retry_after)})
