@@ -372,10 +372,40 @@ def test_stopping_an_api_node_under_load_loses_no_request_and_tickets_it(cluster
         f'{{job="nginx-log", code=~"5.."}}[{window}s]))')["result"]}
     CLUSTER_FIGURES["app1 stopped under load: pages"] = sorted(pages)
     CLUSTER_FIGURES["app1 stopped under load: edge 5xx by code"] = edge_5xx
+    _record_what_pages_were_made_of(cluster, receiver, started, stopped, window)
     assert "ApiAllNodesDown" not in pages, pages
     assert edge_5xx.get("502", 0) + edge_5xx.get("504", 0) <= LOAD_USERS, edge_5xx
     if "ApiAvailabilityBudgetBurn" in pages:
         assert {code for code, n in edge_5xx.items() if n} <= {"503"}, (pages, edge_5xx)
+
+
+def _record_what_pages_were_made_of(cluster, receiver, started, stopped, window):
+    """Figures that tell a page caused by the node's loss from one caused by the host's
+    capacity: which burn-rate window paged, the share of edge answers over the latency SLO's
+    300 ms in the minute before the stop and the worst minute after, and the API's answers
+    over 300 ms by route (logins hash at idle priority and are slowest on a busy host)."""
+    CLUSTER_FIGURES["app1 stopped under load: pages by window"] = sorted({
+        f'{a["labels"]["alertname"]}[{a["labels"].get("long_window", "-")}]'
+        for r in receiver.since(started) for a in drills._alerts(r)
+        if r["payload"].get("receiver") == "page" and a.get("status") == "firing"
+        and a["labels"].get("alertname") != "Watchdog"})
+    slow = 'job:slo_latency_errors:ratio_rate1m{job="vigil-api"}'
+
+    def first(data):
+        return round(float(data["result"][0]["value"][1]), 3) if data["result"] else None
+
+    CLUSTER_FIGURES["edge share over 300 ms, minute before the stop"] = first(cluster.prom(
+        "/api/v1/query", query=slow, time=f"{stopped:.3f}"))
+    CLUSTER_FIGURES["edge share over 300 ms, worst minute after"] = first(cluster.prom(
+        "/api/v1/query", query=f"max_over_time({slow}[{round(time.time() - stopped)}s])"))
+    answers = 'flask_http_request_duration_seconds_count{job="vigil-api"}'
+    fast = 'flask_http_request_duration_seconds_bucket{job="vigil-api", le="0.3"}'
+    over = (f"sum by (route) (increase({answers}[{window}s]))"
+            f" - sum by (route) (increase({fast}[{window}s]))")
+    CLUSTER_FIGURES["API answers over 300 ms by route"] = {
+        r["metric"].get("route", "?"): round(float(r["value"][1]))
+        for r in cluster.prom("/api/v1/query", query=over)["result"]
+        if float(r["value"][1]) >= 1}
 
 
 # ---- Re-provisioning and failover -----------------------------------------------------------
