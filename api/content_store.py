@@ -78,8 +78,9 @@ def _page_query(has_cursor, mine, published, has_q):
 _PAGE_QUERIES = {}  # (has_cursor, mine, published, has_q) -> PreparedQuery
 
 
-class _PageRow(SimpleNamespace):
-    """One row of a page query, the session's columns and an item's, as plain attributes."""
+class _Row(SimpleNamespace):
+    """One row of the read's or a page's query, the session's columns and an item's, as
+    plain attributes: peewee's model instances cost the read more than its round trip."""
 
 
 def _like_pattern(text):
@@ -103,7 +104,7 @@ def visible_page_for_token(claims, limit, after=None, owner=None, published=None
     values = [session_id_of(claims), claims.get("sub")]
     values += [_like_pattern(q)] if q else []
     values += list(after) if after is not None else []
-    found = query.records(_PageRow, *values, limit + 1)
+    found = query.records(_Row, *values, limit + 1)
     user = user_of_live_session(found[0] if found else None, claims)
     if user is None:
         return None, [], None
@@ -142,7 +143,7 @@ def find_visible_for_token(item_id, claims):
     parsed = _parse_id(item_id)
     if parsed is None:
         return live_session_user(claims), None
-    found = _SESSION_AND_ITEM.rows(session_id_of(claims), parsed)
+    found = _SESSION_AND_ITEM.records(_Row, session_id_of(claims), parsed)
     user = user_of_live_session(found[0] if found else None, claims)
     if user is None or found[0].id is None:
         return user, None
