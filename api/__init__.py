@@ -9,7 +9,7 @@ def create_app(config=None):
     """Build the app from ``VIGIL_*`` variables, overridden by the ``config`` mapping."""
     # Imported here, so `import api.config` (gunicorn.conf.py) loads nothing else: the
     # metrics library must not be imported before gunicorn.conf.py chose its directory.
-    from api import auth, content, db, faults, health, migrate, telemetry, users
+    from api import auth, content, db, faults, health, migrate, telemetry, tokens, users
     from api.extensions import init_api, init_jwt
     from api.requests import register_request_checks
 
@@ -26,6 +26,7 @@ def create_app(config=None):
     db.register_request_hooks(app, connect_up_front=[bp.name for bp in api_blueprints])
     register_request_checks(app)
     init_jwt(app)
+    tokens.init_app(app)
     api = init_api(app)
     for blueprint in api_blueprints:
         api.register_blueprint(blueprint)

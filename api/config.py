@@ -16,6 +16,9 @@ DEFAULTS = {
     "JWT_SECRET_KEY": None,
     "ACCESS_TOKEN_TTL_SECONDS": 30 * 60,
     "REFRESH_TOKEN_TTL_SECONDS": 7 * 24 * 3600,
+    # Access tokens each process remembers as verified (signature checked once, expiry on
+    # every request; ADR 0057). 0 checks every token's signature on every request.
+    "VERIFIED_TOKEN_CACHE_SIZE": 4096,
     "LOCKOUT_THRESHOLD": 10,
     "LOCKOUT_WINDOW_SECONDS": 15 * 60,
     # argon2id; argon2-cffi's RFC 9106 "low memory" profile, above OWASP's minimum
@@ -98,6 +101,10 @@ def load_config(app, overrides=None):
     if cfg["PASSWORD_HASH_PRIORITY"] not in ("idle", "nice", "normal"):
         raise ConfigError("VIGIL_PASSWORD_HASH_PRIORITY must be idle, nice or normal, not "
                           f"{cfg['PASSWORD_HASH_PRIORITY']!r}")
+    size = cfg["VERIFIED_TOKEN_CACHE_SIZE"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ConfigError("VIGIL_VERIFIED_TOKEN_CACHE_SIZE must be a whole number, 0 or more, "
+                          f"not {size!r}")
     if not 0 <= int(cfg["PROXY_COUNT"]) <= 5:
         raise ConfigError(f"VIGIL_PROXY_COUNT must be 0 to 5, not {cfg['PROXY_COUNT']!r}")
     # No SECRET_KEY: the API keeps no Flask session (cookie), and without a key Flask gives

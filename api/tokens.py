@@ -6,8 +6,14 @@ decode and header to choose the key, the verified decode, the header again), a q
 a worker's time on the item read, with no option to avoid it (ADR 0056). Access tokens are
 therefore checked here with one public ``jwt.decode``, answering exactly what the
 flask-jwt-extended check answered: the same claims, the same 401 problems.
+
+A client sends the same access token with each request for the token's life, so each app
+remembers the tokens PyJWT accepted (VerifiedTokens, ADR 0057): a later request with the
+same token skips the signature check and checks only what time can change, its expiry.
 """
 import functools
+import time
+from datetime import timedelta
 
 import jwt
 from flask import current_app, g, request
@@ -56,20 +62,61 @@ def bearer_credentials(value):
     return parts[1]
 
 
-def decode_access_token(token, config):
-    """The claims of a valid, unexpired access token signed with ``config``'s key."""
-    try:
-        claims = jwt.decode(
-            token, config["JWT_SECRET_KEY"], algorithms=config["JWT_DECODE_ALGORITHMS"],
-            leeway=config.get("JWT_DECODE_LEEWAY", 0),
-            options={"require": REQUIRED_CLAIMS})
-    except jwt.ExpiredSignatureError:
-        raise TokenRejected("Token has expired.") from None
-    except jwt.InvalidTokenError:
-        raise TokenRejected("Invalid token.") from None
-    if claims["type"] != "access":  # a refresh token is never an access token
-        raise TokenRejected("Invalid token.")
-    return claims
+def _checked_claims(token, key, algorithms, leeway):
+    """PyJWT's whole check of ``token``: signature, algorithm, required and timed claims."""
+    return jwt.decode(token, key, algorithms=list(algorithms), leeway=leeway,
+                      options={"require": REQUIRED_CLAIMS})
+
+
+class VerifiedTokens:
+    """The access tokens an app accepted lately, so a token's signature is checked once.
+
+    PyJWT's decode (base64, two JSON parses, HMAC, claim checks) was the largest single cost
+    of an authenticated read after its query (ADR 0057). Remembered, least recently used
+    first out, are at most ``size`` tokens (0: none) that passed the whole check, keyed by
+    the token and the key and algorithms that checked it; a later request with the same
+    token checks only its expiry, by PyJWT's own rule. A token that failed is not
+    remembered, so a forged or malformed one is checked (and refused) every time; the
+    session behind a token is still checked in the database on every request.
+    """
+
+    def __init__(self, size):
+        self._check = functools.lru_cache(maxsize=size)(_checked_claims)
+
+    def claims(self, token, config):
+        """The claims of a valid, unexpired access token signed with ``config``'s key."""
+        leeway = config.get("JWT_DECODE_LEEWAY", 0)
+        if isinstance(leeway, timedelta):
+            leeway = leeway.total_seconds()
+        try:
+            claims = self._check(token, config["JWT_SECRET_KEY"],
+                                 tuple(config["JWT_DECODE_ALGORITHMS"]), leeway)
+        except jwt.ExpiredSignatureError:
+            raise TokenRejected("Token has expired.") from None
+        except jwt.InvalidTokenError:
+            raise TokenRejected("Invalid token.") from None
+        # A remembered token may have expired since: PyJWT's own rule, expired when
+        # exp <= now - leeway.
+        if int(claims["exp"]) <= time.time() - leeway:
+            raise TokenRejected("Token has expired.")
+        if claims["type"] != "access":  # a refresh token is never an access token
+            raise TokenRejected("Invalid token.")
+        return dict(claims)  # a copy: the remembered claims are shared between requests
+
+    def cache_info(self):
+        """functools' hits, misses, maxsize and currsize of the remembered tokens."""
+        return self._check.cache_info()
+
+
+def init_app(app):
+    """Give ``app`` its own remembered tokens (VERIFIED_TOKEN_CACHE_SIZE of them)."""
+    app.extensions["vigil_verified_tokens"] = VerifiedTokens(
+        int(app.config["VERIFIED_TOKEN_CACHE_SIZE"]))
+
+
+def decode_access_token(token, app):
+    """The claims of a valid, unexpired access token signed with ``app``'s key."""
+    return app.extensions["vigil_verified_tokens"].claims(token, app.config)
 
 
 def access_token_required(check_session=True):
@@ -84,8 +131,7 @@ def access_token_required(check_session=True):
         def checked(*args, **kwargs):
             try:
                 claims = decode_access_token(
-                    bearer_credentials(request.headers.get("Authorization")),
-                    current_app.config)
+                    bearer_credentials(request.headers.get("Authorization")), current_app)
             except TokenRejected as e:
                 return unauthorized(e.detail)
             g.vigil_token_claims = claims

@@ -1,12 +1,19 @@
-"""Every bad token on every protected route is a 401 problem, never flask-jwt-extended's 422."""
+"""Every bad token on every protected route is a 401 problem, never flask-jwt-extended's 422;
+a token verified once is remembered (ADR 0057) and checked as strictly as before."""
 import base64
 import json
+import time
 import uuid
 from datetime import timedelta
 
 import jwt as pyjwt
 import pytest
 from flask_jwt_extended import create_access_token
+
+from api import tokens
+from api.config import ConfigError
+from api.migrate import upgrade
+from tests.conftest import make_app
 
 PROTECTED = [
     ("GET", "/api/v1/users/me", None),
@@ -192,22 +199,34 @@ def test_the_api_sets_no_cookie(client, auth):
         assert r.status_code in (200, 201) and "Set-Cookie" not in r.headers
 
 
-@pytest.mark.parametrize("path", ["/api/v1/users/me", "/api/v1/content?limit=5", "item"])
-def test_an_access_token_is_parsed_once_per_request(client, auth, monkeypatch, path):
-    """One PyJWT decode per request, no unverified header parse (ADR 0056): flask-jwt-extended's
-    check parsed the token four times, a quarter of a read's worker time."""
-    account = auth.signup()
-    if path == "item":
-        made = client.post("/api/v1/content", headers=account.headers, json={"title": "t"})
-        path = f"/api/v1/content/{made.json['id']}"
+def _count_pyjwt_parses(monkeypatch):
+    """The names of PyJWT's parsing functions, as they are called from now on."""
     calls = []
     for name in ("decode", "decode_complete", "get_unverified_header"):
         real = getattr(pyjwt, name)
         monkeypatch.setattr(pyjwt, name, lambda *a, _real=real, _name=name, **k: (
             calls.append(_name), _real(*a, **k))[1])
+    return calls
+
+
+@pytest.mark.parametrize("path", ["/api/v1/users/me", "/api/v1/content?limit=5", "item"])
+def test_an_access_token_is_parsed_once_then_remembered(client, auth, monkeypatch, path):
+    """One PyJWT decode for a token's first request and none for its next ones, never an
+    unverified header parse (ADRs 0056, 0057): flask-jwt-extended's check parsed the token
+    four times per request, a quarter of a read's worker time."""
+    account = auth.signup()
+    calls = _count_pyjwt_parses(monkeypatch)
+    if path == "item":
+        made = client.post("/api/v1/content", headers=account.headers, json={"title": "t"})
+        assert made.status_code == 201 and calls == ["decode"]
+        path = f"/api/v1/content/{made.json['id']}"
+    else:
+        assert client.get(path, headers=account.headers).status_code == 200
+        assert calls == ["decode"]
+    calls.clear()
     r = client.get(path, headers=account.headers)
     assert r.status_code == 200, r.json
-    assert calls == ["decode"]
+    assert calls == []
 
 
 def test_a_token_without_a_session_claim_is_revoked(app, client, auth):
@@ -218,3 +237,130 @@ def test_a_token_without_a_session_claim_is_revoked(app, client, auth):
     token = pyjwt.encode(claims, app.config["JWT_SECRET_KEY"], "HS256")
     r = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401 and r.json["detail"] == "Token has been revoked."
+
+
+# Access tokens are verified once and remembered per app (ADR 0057), and stay exactly as
+# strict: expiry, the signing key, revocation and bad tokens are all checked as before.
+REMEMBERED = "vigil_verified_tokens"
+READS = ["/api/v1/users/me", "/api/v1/content?limit=5"]
+
+
+def _remembered(app):
+    return app.extensions[REMEMBERED].cache_info().currsize
+
+
+class _Clock:
+    """``time.time`` of api.tokens, moved ``offset`` seconds from the real one."""
+
+    def __init__(self, offset):
+        self.offset = offset
+
+    def time(self):
+        return time.time() + self.offset
+
+
+def test_a_remembered_token_still_expires(app, client, auth, monkeypatch):
+    """The signature is remembered, the expiry is not: once past ``exp`` the token is a 401
+    with the same detail PyJWT's check gives."""
+    account = auth.signup()
+    assert client.get("/api/v1/users/me", headers=account.headers).status_code == 200
+    assert _remembered(app) == 1
+    ttl = app.config["ACCESS_TOKEN_TTL_SECONDS"]
+    monkeypatch.setattr(tokens, "time", _Clock(ttl + 1))
+    for path in READS:
+        r = client.get(path, headers=account.headers)
+        assert r.status_code == 401 and r.json["detail"] == "Token has expired.", path
+        assert r.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    monkeypatch.setattr(tokens, "time", _Clock(ttl - 60))  # a minute before: still good
+    assert client.get("/api/v1/users/me", headers=account.headers).status_code == 200
+
+
+def test_a_refused_token_is_never_remembered(app, client, auth, monkeypatch):
+    """A token with a forged signature is checked, and refused, on every request."""
+    account = auth.signup()
+    header, payload, _ = account.tokens["access_token"].split(".")
+    forged = {"Authorization": f"Bearer {header}.{payload}.{'A' * 43}"}
+    calls = _count_pyjwt_parses(monkeypatch)
+    for _ in range(3):
+        r = client.get("/api/v1/users/me", headers=forged)
+        assert r.status_code == 401 and r.json["detail"] == "Invalid token."
+    assert calls == ["decode"] * 3
+    assert _remembered(app) == 0
+
+
+def test_a_remembered_token_is_refused_under_another_key(app, client, auth):
+    """A token is remembered with the key that verified it: after the key changes, a token
+    signed with the old one is refused, not served from memory."""
+    account = auth.signup()
+    assert client.get("/api/v1/users/me", headers=account.headers).status_code == 200
+    app.config["JWT_SECRET_KEY"] = "another-key-" + "y" * 40
+    r = client.get("/api/v1/users/me", headers=account.headers)
+    assert r.status_code == 401 and r.json["detail"] == "Invalid token."
+
+
+def test_a_remembered_token_is_refused_after_logout(client, auth):
+    """Revocation is checked in the database on every request, remembered token or not."""
+    account = auth.signup()
+    made = client.post("/api/v1/content", headers=account.headers, json={"title": "t"})
+    paths = [*READS, f"/api/v1/content/{made.json['id']}"]
+    for path in paths:
+        assert client.get(path, headers=account.headers).status_code == 200, path
+    assert client.post("/api/v1/auth/logout", headers=account.headers).status_code == 204
+    for path in paths:
+        r = client.get(path, headers=account.headers)
+        assert r.status_code == 401 and r.json["detail"] == "Token has been revoked.", path
+
+
+def test_a_refresh_token_is_refused_as_access_token_every_time(app, client, auth):
+    """A refresh token passes PyJWT's check and is remembered; its type is still checked."""
+    account = auth.signup()
+    for _ in range(2):
+        r = client.get("/api/v1/users/me", headers=account.refresh_headers)
+        assert r.status_code == 401 and r.json["detail"] == "Invalid token."
+
+
+def test_remembered_claims_are_a_copy(app, auth):
+    """Each request gets its own claims: changing them changes nothing remembered."""
+    token = auth.signup().tokens["access_token"]
+    first = tokens.decode_access_token(token, app)
+    first["sub"] = "someone else"
+    assert tokens.decode_access_token(token, app)["sub"] != "someone else"
+
+
+def test_at_most_the_configured_number_of_tokens_are_remembered(app, auth):
+    """Least recently used first out: memory stays bounded whatever the clients send."""
+    app.extensions[REMEMBERED] = tokens.VerifiedTokens(2)
+    account = auth.signup()
+    for _ in range(3):
+        fresh = auth.login(account.email, account.password)["access_token"]
+        tokens.decode_access_token(fresh, app)
+    assert app.extensions[REMEMBERED].cache_info().currsize == 2
+
+
+def test_size_zero_verifies_every_request(client, auth, monkeypatch, tmp_path):
+    """VERIFIED_TOKEN_CACHE_SIZE=0: PyJWT checks the signature on every request."""
+    app = make_app(f"sqlite:///{tmp_path / 'zero.db'}", VERIFIED_TOKEN_CACHE_SIZE=0)
+    with app.app_context():
+        upgrade()
+    zero = app.test_client()
+    creds = {"email": "zero@example.com", "password": "correct horse battery"}
+    assert zero.post("/api/v1/auth/register", json=creds).status_code == 201
+    token = zero.post("/api/v1/auth/login", json=creds).json["access_token"]
+    calls = _count_pyjwt_parses(monkeypatch)
+    for _ in range(2):
+        assert zero.get("/api/v1/users/me",
+                        headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert calls == ["decode", "decode"]
+    assert app.extensions[REMEMBERED].cache_info().currsize == 0
+
+
+@pytest.mark.parametrize("size", [-1, "many", True, 1.5])
+def test_a_bad_cache_size_refuses_to_start(size, tmp_path):
+    with pytest.raises(ConfigError, match="VIGIL_VERIFIED_TOKEN_CACHE_SIZE"):
+        make_app(f"sqlite:///{tmp_path / 'bad.db'}", VERIFIED_TOKEN_CACHE_SIZE=size)
+
+
+def test_the_size_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("VIGIL_VERIFIED_TOKEN_CACHE_SIZE", "7")
+    app = make_app(f"sqlite:///{tmp_path / 'env.db'}")
+    assert app.extensions[REMEMBERED].cache_info().maxsize == 7
