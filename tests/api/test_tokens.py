@@ -337,7 +337,7 @@ def test_at_most_the_configured_number_of_tokens_are_remembered(app, auth):
     assert app.extensions[REMEMBERED].cache_info().currsize == 2
 
 
-def test_size_zero_verifies_every_request(client, auth, monkeypatch, tmp_path):
+def test_size_zero_verifies_every_request(monkeypatch, tmp_path):
     """VERIFIED_TOKEN_CACHE_SIZE=0: PyJWT checks the signature on every request."""
     app = make_app(f"sqlite:///{tmp_path / 'zero.db'}", VERIFIED_TOKEN_CACHE_SIZE=0)
     with app.app_context():
