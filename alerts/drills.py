@@ -132,13 +132,19 @@ def _started(alert):
     return datetime.fromisoformat(match.group(1) + fraction + zone).timestamp()
 
 
-def _names(records, receiver=None, status="firing", since=None):
-    """Alert names notified in ``records``; with ``since``, only alerts that started then or
-    later (a slow ticket left over from an earlier drill is not this incident's)."""
-    return {a["labels"]["alertname"] for r in records for a in _alerts(r)
+def notified(records, receiver=None, status="firing", since=None):
+    """The alerts (Watchdog left out) notified in ``records`` with ``status``, to
+    ``receiver`` when given; with ``since``, only alerts that started then or later (a slow
+    ticket left over from an earlier drill is not this incident's)."""
+    return [a for r in records for a in _alerts(r)
             if (receiver is None or r["payload"].get("receiver") == receiver)
             and a.get("status") == status and a["labels"].get("alertname") != "Watchdog"
-            and (since is None or _started(a) >= since - 5)}
+            and (since is None or _started(a) >= since - 5)]
+
+
+def _names(records, receiver=None, status="firing", since=None):
+    """The names of ``notified`` alerts."""
+    return {a["labels"]["alertname"] for a in notified(records, receiver, status, since)}
 
 
 class Load:

@@ -111,7 +111,7 @@ class VerifiedTokens:
 def init_app(app):
     """Give ``app`` its own remembered tokens (VERIFIED_TOKEN_CACHE_SIZE of them)."""
     app.extensions["vigil_verified_tokens"] = VerifiedTokens(
-        int(app.config["VERIFIED_TOKEN_CACHE_SIZE"]))
+        app.config["VERIFIED_TOKEN_CACHE_SIZE"])
 
 
 def decode_access_token(token, app):

@@ -311,7 +311,7 @@ def test_a_remembered_token_is_refused_after_logout(client, auth):
         assert r.status_code == 401 and r.json["detail"] == "Token has been revoked.", path
 
 
-def test_a_refresh_token_is_refused_as_access_token_every_time(app, client, auth):
+def test_a_refresh_token_is_refused_as_access_token_every_time(client, auth):
     """A refresh token passes PyJWT's check and is remembered; its type is still checked."""
     account = auth.signup()
     for _ in range(2):

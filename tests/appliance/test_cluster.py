@@ -386,9 +386,7 @@ def _record_what_pages_were_made_of(cluster, receiver, started, stopped, window)
     over 300 ms by route (logins hash at idle priority and are slowest on a busy host)."""
     CLUSTER_FIGURES["app1 stopped under load: pages by window"] = sorted({
         f'{a["labels"]["alertname"]}[{a["labels"].get("long_window", "-")}]'
-        for r in receiver.since(started) for a in drills._alerts(r)
-        if r["payload"].get("receiver") == "page" and a.get("status") == "firing"
-        and a["labels"].get("alertname") != "Watchdog"})
+        for a in drills.notified(receiver.since(started), receiver="page")})
     slow = 'job:slo_latency_errors:ratio_rate1m{job="vigil-api"}'
 
     def first(data):
