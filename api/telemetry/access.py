@@ -89,6 +89,7 @@ class AccessLogQueue:
         self.queue_lock = threading.Lock()   # held only to append or take the queue
         self.write_lock = threading.Lock()   # held while a batch is written, so batches keep order
         self.stopping = threading.Event()
+        self.wake = threading.Event()        # asks the flusher thread to write now
         self.flusher = None
 
     def add(self, entry):
@@ -99,14 +100,30 @@ class AccessLogQueue:
         if full:
             self.flush()
 
-    def flush(self):
-        """Write every queued line now."""
-        with self.write_lock:
-            with self.queue_lock:
+    def flush(self, wait=True):
+        """Write every queued line now.
+
+        ``wait=False`` is for signal handlers (USR1), which may have interrupted this very
+        thread inside ``add`` or ``flush`` holding a lock that waiting would deadlock on:
+        when a lock is taken, the flusher thread is woken to write the lines instead, as
+        soon as the interrupted code lets go of it.
+        """
+        if not self.write_lock.acquire(blocking=wait):
+            self.wake.set()
+            return
+        try:
+            if not self.queue_lock.acquire(blocking=wait):
+                self.wake.set()
+                return
+            try:
                 batch, self.entries = self.entries, []
+            finally:
+                self.queue_lock.release()
             if batch and self.logger.isEnabledFor(logging.INFO):
                 for handler in self.logger.handlers:
                     self._write(handler, batch)
+        finally:
+            self.write_lock.release()
 
     @staticmethod
     def _write(handler, batch):
@@ -147,6 +164,7 @@ class AccessLogQueue:
         after gunicorn forked it: a process that forks must not run threads)."""
         if self.flusher is None and self.limit > 1:
             self.stopping.clear()
+            self.wake.clear()
             self.flusher = threading.Thread(target=self._flush_periodically, daemon=True,
                                             name="vigil-access-log")
             self.flusher.start()
@@ -155,12 +173,17 @@ class AccessLogQueue:
         """Stop the thread (if any) and write what is queued."""
         if self.flusher is not None:
             self.stopping.set()
+            self.wake.set()
             self.flusher.join(timeout=5)
             self.flusher = None
         self.flush()
 
     def _flush_periodically(self):
-        while not self.stopping.wait(self.interval):
+        while True:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            if self.stopping.is_set():
+                return  # stop() writes what is left
             try:
                 self.flush()
             except Exception:  # a full disk must not kill the flusher; the next try may pass
@@ -223,8 +246,13 @@ class GunicornLogger(glogging.Logger):
         self.access_queue.stop()
 
     def reopen_files(self):
-        """USR1 (log rotation): queued lines go to the old file before it is reopened."""
-        self.access_queue.flush()
+        """USR1 (log rotation): queued lines go to the old file before it is reopened.
+
+        gunicorn calls this inside its USR1 handler, which may have interrupted the queue
+        holding its lock (an access line is queued after the client has its answer), so
+        the flush never waits: then the flusher thread writes the lines, to the new file.
+        """
+        self.access_queue.flush(wait=False)
         super().reopen_files()
 
 

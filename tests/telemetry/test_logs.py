@@ -167,6 +167,41 @@ def test_the_flusher_writes_queued_lines_and_runs_only_once_started():
     assert threading.active_count() == threads
 
 
+def test_usr1_never_waits_on_a_lock_the_interrupted_code_holds():
+    """gunicorn runs reopen_files in its USR1 handler, which can interrupt the worker inside
+    ``add`` (an access line is queued after the client has its answer) holding the queue's
+    lock: the flush must not wait for it (in the same thread that wait never ends), and the
+    flusher thread writes the lines once the lock is free."""
+    out = io.StringIO()
+    logger = logging.getLogger("test.vigil.access.usr1")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter(env="x"))
+    logger.handlers = [handler]
+    queue = AccessLogQueue(logger, limit=1000, interval=60)
+    queue.start()
+    try:
+        queue.add((time.time(), "GET", "/queued", 200, 0, None, None, None, None, None, None))
+        for lock in (queue.queue_lock, queue.write_lock):
+            with lock:  # what the interrupted code holds
+                signal_path = threading.Thread(target=queue.flush, kwargs={"wait": False})
+                signal_path.start()
+                signal_path.join(timeout=2)
+                assert not signal_path.is_alive(), "the USR1 flush waited on a held lock"
+                assert out.getvalue() == ""
+            deadline = time.monotonic() + 5  # the flusher, woken, writes (not the 60 s timer)
+            while not out.getvalue() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert json.loads(out.getvalue())["path"] == "/queued"
+            out.seek(0)
+            out.truncate()
+            queue.add((time.time(), "GET", "/queued", 200, 0, None, None, None, None, None,
+                       None))
+    finally:
+        queue.stop()
+
+
 def test_a_line_that_cannot_be_made_costs_only_itself(caplog):
     out = io.StringIO()
     logger = logging.getLogger("test.vigil.access2")
