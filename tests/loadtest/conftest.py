@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -10,6 +11,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import yaml
+
+from loadtest import thresholds
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUST = Path(sys.executable).parent / "locust"
@@ -120,3 +124,29 @@ def verdict_rows(report_html: Path) -> list[list[str]]:
         t for t in parser.tables if t[0] == ["result", "selector", "threshold", "measured", "note"]
     ]
     return table[1:]
+
+
+LATENCY_SLACK = 10
+
+
+def shipped_smoke_on_a_shared_host(path: Path) -> str:
+    """The shipped smoke thresholds with their latency bounds (``p(..)``, ``avg``, ``med``,
+    ``max``) times LATENCY_SLACK; every other bound (errors, throughput) as shipped.
+
+    The shipped latency bounds are goals for the appliance. Here the API shares 2 cores with
+    two VM lanes of CI: a p95 over the 10 s run's few dozen reads is a timing assertion that
+    flakes (CI measured 450 ms against the read's 300 once). What this test proves, the verdict
+    and the counts, does not depend on how fast the host is that minute."""
+    shipped = yaml.safe_load(thresholds.DEFAULT_FILE.read_text())["smoke"]
+    latency = re.compile(r"^(p\([\d.]+\)|avg|med|max)\s*<\s*([\d.]+)$")
+
+    def slack(expression: str) -> str:
+        found = latency.match(expression.strip())
+        if found is None:
+            return expression
+        return f"{found[1]} < {float(found[2]) * LATENCY_SLACK:g}"
+
+    scaled = {selector: [slack(e) for e in exprs] for selector, exprs in shipped.items()}
+    assert scaled != shipped  # the shipped smoke has latency bounds to relax
+    path.write_text(yaml.safe_dump({"smoke": scaled}))
+    return str(path)

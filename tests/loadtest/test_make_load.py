@@ -1,16 +1,19 @@
 """``make load``: one command per scenario, parameters as variables, the locust line shown."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.loadtest.conftest import shipped_smoke_on_a_shared_host
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def make(*args, timeout=60):
+def make(*args, timeout=60, env=None):
     # The virtualenv running these tests (.venv, or .venv-py313 in the Python 3.13 tier);
     # -o keeps make from reinstalling it when someone just touched pyproject.toml.
     venv = Path(sys.prefix)
@@ -20,6 +23,7 @@ def make(*args, timeout=60):
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 
@@ -93,10 +97,17 @@ def test_make_load_with_local_processes(live_api, tmp_path):
         "THINK_TIME=0.1:0.4",
         f"REPORT_DIR={tmp_path}",
         timeout=120,
+        env={
+            **os.environ,
+            "VIGIL_LOAD_THRESHOLDS": shipped_smoke_on_a_shared_host(tmp_path / "bounds.yml"),
+        },
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     verdict = json.loads((tmp_path / "thresholds.json").read_text())
     assert verdict["passed"] and verdict["workers"] == 2 and verdict["totals"]["requests"] > 0
+    # judged by the file given in VIGIL_LOAD_THRESHOLDS, through make
+    read = [t["expression"] for t in verdict["thresholds"] if t["selector"].endswith("/<id>")]
+    assert read == ["p(95) < 3000"]
     assert (tmp_path / "locust.html").exists() and (tmp_path / "locust_stats.csv").exists()
     assert (tmp_path / "report.html").exists()
     # Quiet console: no INFO lines, no periodic tables; they are in the log file.
