@@ -55,14 +55,20 @@ class AppMetrics:
             self.auth_events.labels(event)
         for kind in FAULT_KINDS:
             self.faults_injected.labels(kind)
-        self.last_pool = None  # pool gauges appear once a pooled database reports
+        self.last_pool = {}  # pool gauges appear once a pooled database reports
+        self._pool_states = {}  # state -> its labelled gauge, made on the first report
 
     def update_pool(self, stats):
-        """Set the pool gauges when the pool's state changed since the last update."""
-        if stats is not None and stats != self.last_pool:
-            self.last_pool = stats
-            for state in POOL_STATES:
-                self.pool.labels(state).set(stats[state])
+        """Set the pool gauges whose value changed since the last update (every request
+        changes two: a connection goes from idle to in use and back)."""
+        if stats is None or stats == self.last_pool:
+            return
+        if not self._pool_states:
+            self._pool_states = {state: self.pool.labels(state) for state in POOL_STATES}
+        for state, gauge in self._pool_states.items():
+            if stats[state] != self.last_pool.get(state):
+                gauge.set(stats[state])
+        self.last_pool = stats
 
 
 def _git_revision():

@@ -137,3 +137,28 @@ def test_a_second_app_neither_closes_nor_shares_the_first_ones_state(tmp_path):
     finally:
         close_database(first)
         close_database(second)
+
+
+def test_pool_gauges_appear_on_the_first_report_and_follow_each_change():
+    from prometheus_client import CollectorRegistry
+
+    from api.telemetry.metrics import AppMetrics
+
+    registry = CollectorRegistry()
+    metrics = AppMetrics(registry)
+
+    def gauges():
+        return {state: registry.get_sample_value("vigil_db_pool_connections", {"state": state})
+                for state in ("in_use", "idle", "max")}
+
+    metrics.update_pool(None)  # SQLite: no pool, no series
+    assert gauges() == {"in_use": None, "idle": None, "max": None}
+    steps = [{"in_use": 0, "idle": 0, "max": 5},  # first report: every state
+             {"in_use": 1, "idle": 0, "max": 5},  # a request checks a connection out
+             {"in_use": 0, "idle": 1, "max": 5},  # and back
+             {"in_use": 0, "idle": 1, "max": 5},  # unchanged
+             {"in_use": 1, "idle": 2, "max": 5},
+             {"in_use": 0, "idle": 0, "max": 5}]  # the pool closed its stale connections
+    for stats in steps:
+        metrics.update_pool(stats)
+        assert gauges() == stats
