@@ -251,6 +251,7 @@ class PreparedQuery:
         self.model, self.fields, self.build = model, tuple(fields), build
         self.name = f"vigil_query_{next(self._names)}"
         self._compiled = {}  # database class -> (SQL text, parameter order)
+        self._converters = {}  # database class -> records' (column, converter) pairs
         self._execute = "EXECUTE {}({})".format(self.name, ", ".join(["%s"] * len(fields)))
 
     def rows(self, *values):
@@ -265,9 +266,14 @@ class PreparedQuery:
         column of the query's model is converted as its field converts it (a UUID or a
         datetime from SQLite's text); the others arrive as the driver gives them."""
         cursor = database.execute_sql(*self._statement(values))
-        columns = self.model._meta.columns
-        converters = [(column[0], columns[column[0]].python_value if column[0] in columns
-                       else None) for column in cursor.description]
+        kind = type(database.obj)
+        converters = self._converters.get(kind)
+        if converters is None:
+            # The columns are the SQL's, fixed per kind of database: read them once.
+            columns = self.model._meta.columns
+            converters = self._converters[kind] = [
+                (column[0], columns[column[0]].python_value if column[0] in columns else None)
+                for column in cursor.description]
         return [constructor(**{name: value if convert is None or value is None
                                else convert(value)
                                for (name, convert), value in zip(converters, row, strict=True)})
