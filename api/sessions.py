@@ -1,7 +1,8 @@
 """Refresh sessions (token families): issue, rotate, detect reuse, revoke -- all in the database."""
 import logging
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import current_app, g, has_request_context, request
 from flask_jwt_extended import create_access_token, create_refresh_token
@@ -11,6 +12,21 @@ from api.db import PreparedQuery, write_transaction
 from api.models import RefreshSession, User, utcnow
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SessionUser:
+    """The caller as a token's session check read it: UserSchema's fields, no password hash.
+
+    A plain record, not a peewee ``User``: a model instance cost every authenticated request
+    about 1.5 % of its instructions (callgrind, a read on PostgreSQL), and views only read
+    these four fields.
+    """
+
+    id: uuid.UUID
+    email: str
+    is_active: bool
+    created_at: datetime
 
 
 class SessionRejected(Exception):
@@ -125,14 +141,15 @@ def session_id_of(claims):
 
 
 def live_session_user(claims):
-    """The active User behind a token whose session is live, else None (one query)."""
+    """The active user (a SessionUser) behind a token whose session is live, else None
+    (one query)."""
     found = _SESSION_AND_USER.rows(session_id_of(claims))
     return user_of_live_session(found[0] if found else None, claims)
 
 
 def user_of_live_session(row, claims):
-    """The User of a row holding SESSION_COLUMNS when the session is live, the user active
-    and the token's subject that user; else None.
+    """The SessionUser of a row holding SESSION_COLUMNS when the session is live, the user
+    active and the token's subject that user; else None.
 
     The user is built from the same row as the check, so views need no second query for it.
     """
@@ -146,8 +163,7 @@ def user_of_live_session(row, claims):
             or not User.is_active.python_value(row.is_active)
             or str(user_id) != claims.get("sub")):
         return None
-    return User(id=user_id, email=row.email, is_active=True,
-                created_at=User.created_at.python_value(row.user_created_at))
+    return SessionUser(user_id, row.email, True, User.created_at.python_value(row.user_created_at))
 
 
 def count_active_sessions():
