@@ -8,6 +8,7 @@ metrics (``vigil_*``) live in the same registry and are updated from the domain'
 adds the values computed at scrape time (api.telemetry.collectors).
 """
 import importlib.metadata
+import os
 import subprocess
 from pathlib import Path
 
@@ -57,11 +58,18 @@ class AppMetrics:
             self.faults_injected.labels(kind)
         self.last_pool = {}  # pool gauges appear once a pooled database reports
         self._pool_states = {}  # state -> its labelled gauge, made on the first report
+        self._pool_pid = os.getpid()
 
     def update_pool(self, stats):
         """Set the pool gauges whose value changed since the last update (every request
         changes two: a connection goes from idle to in use and back)."""
-        if stats is None or stats == self.last_pool:
+        if stats is None:
+            return
+        if self._pool_pid != os.getpid():
+            # A forked gunicorn worker (VIGIL_PRELOAD) writes its own metric files: all of
+            # its states are new there, whatever the master last reported.
+            self._pool_pid, self.last_pool = os.getpid(), {}
+        if stats == self.last_pool:
             return
         if not self._pool_states:
             self._pool_states = {state: self.pool.labels(state) for state in POOL_STATES}

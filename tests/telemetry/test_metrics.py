@@ -162,3 +162,23 @@ def test_pool_gauges_appear_on_the_first_report_and_follow_each_change():
     for stats in steps:
         metrics.update_pool(stats)
         assert gauges() == stats
+
+
+def test_a_forked_worker_writes_every_pool_state_though_the_master_reported_the_same(
+    monkeypatch,
+):
+    import os
+
+    from prometheus_client import CollectorRegistry
+
+    from api.telemetry.metrics import AppMetrics
+
+    registry = CollectorRegistry()
+    metrics = AppMetrics(registry)
+    stats = {"in_use": 0, "idle": 1, "max": 5}
+    metrics.update_pool(stats)  # the master, before gunicorn forks (VIGIL_PRELOAD=on)
+    # In the worker, its own metric file starts empty: here, a value the master never set.
+    metrics.pool.labels("max").set(0)
+    monkeypatch.setattr(os, "getpid", lambda: os.getppid() + 100_000)
+    metrics.update_pool(stats)
+    assert registry.get_sample_value("vigil_db_pool_connections", {"state": "max"}) == 5
